@@ -1,0 +1,173 @@
+"""GRPO on the workplace assistant.
+
+    python launch.py --config=configs/workplace.py            # NVIDIA-Nemotron-Nano-9B-v2, seed values
+    python launch.py --config=configs/workplace.py:recipe     # NeMo RL's yaml values (64 x 16, seq 8192)
+    python launch.py --config=configs/workplace.py:tiny       # the embedded tiny model on a laptop CPU
+    python launch.py --config=configs/workplace.py --config.grpo.num_prompts_per_step=8
+
+Presets are chosen by the argument after the colon; every value can then be overridden on the
+command line. The default preset carries the NeMo Gym tutorial's seed values under their names.
+"""
+import ml_collections
+
+PRESETS = ("default", "recipe", "tiny")
+
+
+def _base() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.preset = "default"
+    config.seed = 42
+    config.mode = "grpo"  # "grpo" or "sft" (the supervised warm start through the same code)
+
+    # --- model -----------------------------------------------------------------------------
+    config.model = model = ml_collections.ConfigDict()
+    model.model_name = "nvidia/NVIDIA-Nemotron-Nano-9B-v2"
+    # Local Hugging Face directory (config.json, *.safetensors, tokenizer files). Never downloaded.
+    model.path = "checkpoints/NVIDIA-Nemotron-Nano-9B-v2"
+    model.tokenizer_path = ""            # empty: the tokenizer lives in model.path
+    model.max_total_sequence_length = 32768
+    model.precision = "bfloat16"         # compute dtype; master weights stay in param_dtype
+    model.param_dtype = "float32"
+    model.tensor_model_parallel_size = 8
+    model.fsdp_parallel_size = 1
+    model.data_parallel_size = -1        # -1: whatever devices remain
+    model.remat = "full"                 # per-block rematerialisation: none | full | dots_saveable
+    # transformers 5.24 clamps dt only in its chunked prefill; "always" keeps the sampler's
+    # one-token decode and the trainer's full forward on the same math.
+    model.time_step_clamp = "always"
+
+    # --- GRPO ------------------------------------------------------------------------------
+    config.grpo = grpo = ml_collections.ConfigDict()
+    grpo.num_prompts_per_step = 4
+    grpo.num_generations_per_prompt = 4
+    grpo.max_num_steps = 10
+    grpo.use_leave_one_out_baseline = True
+    grpo.normalize_rewards = True
+    grpo.use_dynamic_sampling = False
+    grpo.dynamic_sampling_max_gen_batches = 10
+    grpo.val_period = 10
+    grpo.val_at_start = True
+    grpo.val_at_end = True
+    # Where the PPO "old" log-probs come from: "recompute" (trainer forward before the update,
+    # as NeMo RL), or "sampler" (the log-probs recorded while sampling).
+    grpo.old_logprobs = "recompute"
+
+    # --- loss ------------------------------------------------------------------------------
+    config.loss = loss = ml_collections.ConfigDict()
+    loss.ratio_clip_min = 0.2
+    loss.ratio_clip_max = 0.2
+    loss.ratio_clip_c = 0.0               # dual clip constant; 0 switches it off
+    loss.token_level_loss = True          # False: mean per sequence, then over sequences
+    loss.reference_policy_kl_penalty = 0.0  # 0: no reference model is kept or run
+    loss.reference_policy_kl_type = "k3"
+    loss.kl_input_clamp_value = 20.0
+    loss.kl_output_clamp_value = 10.0
+
+    # --- optimizer -------------------------------------------------------------------------
+    config.optimizer = opt = ml_collections.ConfigDict()
+    opt.optimizer = "adam"                # AdamW with decoupled weight decay
+    opt.lr = 5.0e-6
+    opt.min_lr = 5.0e-7
+    opt.weight_decay = 0.01
+    opt.adam_beta1 = 0.9
+    opt.adam_beta2 = 0.999
+    opt.adam_eps = 1.0e-8
+    opt.clip_grad = 1.0
+    opt.schedule = "cosine"               # "cosine" (warmup, then lr -> min_lr) or "constant"
+    opt.warmup_steps = 0
+    opt.warmup_init_lr = 5.0e-7
+
+    # --- training step ---------------------------------------------------------------------
+    config.train = train = ml_collections.ConfigDict()
+    train.micro_batch_size = 1            # trajectories per micro-batch (gradient accumulation)
+    train.logprob_batch_size = 2          # trajectories per micro-batch of the no-grad forward
+    train.length_bucket = 512             # trajectories are padded to a multiple of this
+    train.logprob_chunk = 1024            # tokens per lm_head chunk when computing log-probs
+    train.skip_nonfinite_updates = True
+
+    # --- generation ------------------------------------------------------------------------
+    config.generation = gen = ml_collections.ConfigDict()
+    gen.temperature = 1.0
+    gen.top_p = 1.0
+    gen.top_k = 0
+    gen.max_new_tokens_per_turn = 32768   # NeMo RL: bounded only by the total sequence length
+    gen.enable_thinking = False           # NVIDIA's recipe trains with reasoning off
+    gen.decode_chunk = 32                 # decode steps per jitted call between stop checks
+    gen.prefill_chunk = 4096
+    gen.min_block_bucket = 16
+    gen.cache_multiple = 512
+
+    # --- environment -----------------------------------------------------------------------
+    config.env = env = ml_collections.ConfigDict()
+    env.name = "workplace"
+    env.max_steps = 6                     # model calls per episode (NeMo Gym simple_agent)
+    env.sandbox = "generated"             # "generated" (our company) or "csv" (a WorkBench/NeMo CSV dir)
+    env.sandbox_seed = 0
+    env.csv_dir = ""
+    env.now = "2023-11-30 23:59:00"
+    env.task_seed = 1234
+    env.train_sandboxes = 16              # training tasks rotate over this many generated companies
+    env.task_block_size = 256             # training tasks are generated this many at a time
+    env.families = ""                     # comma-separated family ids; empty = every family
+    env.tool_names = ""                   # comma-separated tools shown to the model; empty = all 27
+    env.compact_tools = False
+    env.system_prompt = "full"            # "full" (NeMo Gym's text) or "short"
+
+    # --- validation ------------------------------------------------------------------------
+    config.validation = val = ml_collections.ConfigDict()
+    val.num_tasks = 128
+    val.seed = 4321
+    val.temperature = 1.0                 # NeMo RL validates at T = 1, one generation per task
+    val.batch_size = 64
+
+    # --- checkpoints -----------------------------------------------------------------------
+    config.checkpoint = ckpt = ml_collections.ConfigDict()
+    ckpt.save_period = 6
+    ckpt.max_to_keep = 3
+    ckpt.keep_best = 1                    # plus the best by validation accuracy
+    ckpt.export_hf = True                 # final policy as an HF directory in WORKDIR/hf_export
+
+    # --- logging ---------------------------------------------------------------------------
+    config.logging = log = ml_collections.ConfigDict()
+    log.transcripts_per_step = 2
+    log.tensorboard = True
+    log.progress_bar = True
+
+    # --- devices ---------------------------------------------------------------------------
+    config.distributed = dist = ml_collections.ConfigDict()
+    dist.enabled = False                  # jax.distributed.initialize for several hosts
+    dist.coordinator_address = ""
+    dist.num_processes = 1
+    dist.process_id = 0
+    return config
+
+
+def _recipe(config: ml_collections.ConfigDict) -> None:
+    """NeMo RL's examples/nemo_gym/grpo_workplace_assistant_nemotron_nano_v2_9b.yaml."""
+    config.model.max_total_sequence_length = 8192
+    config.model.tensor_model_parallel_size = 2
+    config.grpo.num_prompts_per_step = 64
+    config.grpo.num_generations_per_prompt = 16
+    # The yaml sets 1,000,000 and stops after one epoch of NeMo's 1,255 training rows (19 steps
+    # of 64); our task generator is unlimited, so the epoch length is written out.
+    config.grpo.max_num_steps = 19
+    config.grpo.val_at_end = False
+    config.optimizer.schedule = "constant"
+    config.optimizer.warmup_steps = 13
+    config.optimizer.warmup_init_lr = 5.0e-7
+    config.generation.max_new_tokens_per_turn = 8192
+    config.checkpoint.max_to_keep = 3
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    preset = (arg or "default").strip() or "default"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for configs/workplace.py; expected one of {PRESETS}")
+    config = _base()
+    config.preset = preset
+    if preset == "recipe":
+        _recipe(config)
+    elif preset == "tiny":
+        from configs import tiny  # the embedded demo's values live beside this file
+        tiny.apply(config)
+    return config

@@ -1,0 +1,101 @@
+"""Tasks: an unlimited, deterministic, resumable stream of training tasks and a fixed validation set.
+
+Training tasks come in blocks generated on demand. Block b is drawn with its own seed on one of
+`env.train_sandboxes` generated companies (or on the CSV sandbox), so the stream never runs dry
+and any position can be regenerated after a restart: the position ({"block", "offset"}) is all
+a checkpoint needs to store. Validation tasks come from the validation split of the default
+sandbox, which the task generator keeps disjoint from every training split by construction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from grpo_jax.envs.workplace import Sandbox, generate_tasks
+
+
+def _families(env_config) -> list[str] | None:
+    names = [name.strip() for name in str(env_config.families).split(",") if name.strip()]
+    return names or None
+
+
+def _mix(*parts) -> int:
+    """A stable 63-bit seed from several parts (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def default_sandbox(env_config) -> Sandbox:
+    if env_config.sandbox == "csv":
+        return Sandbox.from_csv_dir(env_config.csv_dir, now=env_config.now)
+    if env_config.sandbox == "generated":
+        return Sandbox.generate(int(env_config.sandbox_seed), now=env_config.now)
+    raise ValueError(f"env.sandbox={env_config.sandbox!r}; expected 'generated' or 'csv'")
+
+
+@dataclasses.dataclass
+class StreamPosition:
+    block: int = 0
+    offset: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"block": self.block, "offset": self.offset}
+
+    @classmethod
+    def from_json(cls, value: Any) -> "StreamPosition":
+        if not value:
+            return cls()
+        return cls(block=int(value["block"]), offset=int(value["offset"]))
+
+
+class TaskStream:
+    """Training tasks by position; `take(count)` returns the next tasks and advances."""
+
+    def __init__(self, env_config, *, seed: int, block_size: int = 256,
+                 position: StreamPosition | None = None):
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.env_config = env_config
+        self.seed = seed
+        self.block_size = block_size
+        self.families = _families(env_config)
+        self.position = position or StreamPosition()
+        self._block_index: int | None = None
+        self._block: list[dict] = []
+        self._csv_sandbox = default_sandbox(env_config) if env_config.sandbox == "csv" else None
+
+    def _sandbox_for_block(self, block: int) -> Sandbox:
+        if self._csv_sandbox is not None:
+            return self._csv_sandbox
+        count = max(1, int(self.env_config.train_sandboxes))
+        return Sandbox.generate(int(self.env_config.sandbox_seed) + block % count, now=self.env_config.now)
+
+    def _load(self, block: int) -> list[dict]:
+        if self._block_index != block:
+            tasks = generate_tasks(
+                self._sandbox_for_block(block), seed=_mix(self.seed, "train", block), n=self.block_size,
+                split="train", families=self.families, include_tools=False,
+                first_id=block * self.block_size, allow_fewer=True)
+            if not tasks:
+                raise ValueError(f"no training tasks could be drawn for block {block} "
+                                 f"(families={self.families})")
+            self._block_index, self._block = block, tasks
+        return self._block
+
+    def take(self, count: int) -> list[dict]:
+        tasks = []
+        while len(tasks) < count:
+            block = self._load(self.position.block)
+            piece = block[self.position.offset:self.position.offset + count - len(tasks)]
+            tasks += piece
+            self.position.offset += len(piece)
+            if self.position.offset >= len(block):
+                self.position = StreamPosition(self.position.block + 1, 0)
+        return tasks
+
+
+def validation_tasks(env_config, *, num_tasks: int, seed: int) -> list[dict]:
+    """A fixed validation set from the validation split of the default sandbox."""
+    return generate_tasks(default_sandbox(env_config), seed=_mix(seed, "validation"), n=num_tasks,
+                          split="validation", families=_families(env_config), include_tools=False)

@@ -1,0 +1,97 @@
+"""The contract between the rollout engine and a tool-use environment.
+
+The rollout engine drives every environment through three calls::
+
+    episode = env.start(task_row)              # its own copy of the world
+    texts = episode.call_tools([ToolCall(...)]) # one response text per call, run in order
+    result = episode.finish()                  # EpisodeResult(reward, info)
+
+`episode.messages` (system + user) and `episode.tools` (OpenAI function schemas) go into the
+prompt. An environment never raises on a malformed call: an unknown tool, bad JSON or a wrong
+argument becomes an error string for the model, exactly as a real tool server would answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Protocol, runtime_checkable
+
+JsonDict = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """One function call as the chat parser read it from the model's output.
+
+    `arguments` is the parsed JSON object, the raw JSON text, or None when the parser could not
+    read the arguments at all.
+    """
+
+    name: str
+    arguments: JsonDict | str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeResult:
+    """The outcome of one episode: a scalar reward and diagnostics for logs."""
+
+    reward: float
+    info: JsonDict = dataclasses.field(default_factory=dict)
+
+
+@runtime_checkable
+class Episode(Protocol):
+    """One rollout's private world."""
+
+    messages: list[JsonDict]
+    tools: list[JsonDict]
+
+    def call_tools(self, calls: list[ToolCall]) -> list[str]:
+        """Runs `calls` in order on this episode's world; returns one response text per call."""
+        ...
+
+    def finish(self) -> EpisodeResult:
+        """Scores the episode; may be called once the model has stopped calling tools."""
+        ...
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """A factory of episodes from task rows (NeMo Gym JSONL rows)."""
+
+    name: str
+
+    def start(self, task: JsonDict) -> Episode:
+        """Opens an episode for `task` on a fresh copy of the world."""
+        ...
+
+
+class InvalidArguments(ValueError):
+    """Tool-call arguments that are not a JSON object; `message` is what the model is told."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def parse_arguments(arguments: JsonDict | str | None) -> JsonDict:
+    """Returns the arguments of a tool call as a dict or raises InvalidArguments.
+
+    The error text follows NeMo Gym's simple agent, which answers a call whose arguments do not
+    parse with `{"error": "Invalid tool call arguments: <repr of the exception>"}`.
+    """
+    if arguments is None:
+        raise InvalidArguments(_invalid_arguments_text("the arguments could not be parsed"))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as error:
+            raise InvalidArguments(_invalid_arguments_text(repr(error))) from None
+    if not isinstance(arguments, dict):
+        raise InvalidArguments(
+            _invalid_arguments_text(f"expected a JSON object, got {type(arguments).__name__}"))
+    return arguments
+
+
+def _invalid_arguments_text(detail: str) -> str:
+    return json.dumps({"error": f"Invalid tool call arguments: {detail}"})

@@ -1,0 +1,318 @@
+"""Nemotron-H blocks: RMSNorm, Mamba-2 mixer, attention, squared-ReLU MLP, the residual block.
+
+Weights are stored in `param_dtype` and cast to `compute_dtype` where they are used. Every weight
+carries logical axis names (`logical_axes`), and the fused HF projections are stored per component
+so each shards over heads or groups:
+
+- Mamba-2: in_proj = z | x | B | C | dt → z_proj, x_proj (D, H, P), b_proj, c_proj (D, G, N),
+  dt_proj (D, H); conv1d = x | B | C → conv_x (K, H, P), conv_b, conv_c (K, G, N) (+ biases).
+- Attention: q_proj (D, H, Dh), k_proj / v_proj (D, K, Dh), o_proj (H, Dh, D).
+
+Layer calls take and return the layer's cache entry (None in training). With a cache, row b
+appends its first num_valid_B[b] tokens; the rest is padding that leaves the cache as it was.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from grpo_jax.models import ssd
+from grpo_jax.models.attention import causal_attention
+from grpo_jax.models.cache import AttentionLayerCache, MambaLayerCache, constrain_layer_cache
+from grpo_jax.models.config import NemotronHConfig
+from grpo_jax.sharding import constrain
+
+_F32 = jnp.float32
+
+
+def _param(value, *axes) -> nnx.Param:
+    return nnx.Param(value, logical_axes=tuple(axes))
+
+
+def draw_normal(rngs: nnx.Rngs, config: NemotronHConfig, **shapes) -> list[jax.Array]:
+    """N(0, initializer_range²) weights of the given shapes, in order, from ONE RNG call.
+
+    XLA's compile time grows with every RNG call (threefry is unrolled per call site: 13 calls
+    compile ~10x slower than one call of the same total size), so a module draws all at once.
+    """
+    return [config.initializer_range * u for u in _draw(rngs, jax.random.normal, shapes)]
+
+
+def _draw(rngs: nnx.Rngs, sample, shapes: dict) -> list[jax.Array]:
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    flat = sample(rngs.params(), (sum(sizes),), _F32)
+    offsets = np.cumsum([0] + sizes)
+    return [flat[lo:hi].reshape(shape)
+            for lo, hi, shape in zip(offsets[:-1], offsets[1:], shapes.values())]
+
+
+def _use(param: nnx.Param, dtype) -> jax.Array:
+    return param[...].astype(dtype)
+
+
+def _value(param: nnx.Param | None):
+    return None if param is None else param[...]
+
+
+def rms_norm(x, weight, eps: float, out_dtype):
+    """x / rms(x) · w, all in float32 and cast once at the end (transformers >= 5.18)."""
+    x = x.astype(_F32)
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+    return (weight.astype(_F32) * x).astype(out_dtype)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, config: NemotronHConfig):
+        self.eps = config.layer_norm_epsilon
+        self.out_dtype = config.compute_dtype
+        self.weight = _param(jnp.ones((config.hidden_size,), config.param_dtype), "embed")
+
+    def __call__(self, x_BTD):
+        return rms_norm(x_BTD, self.weight[...], self.eps, self.out_dtype)
+
+
+def gated_group_rms_norm(y_BTGHP, z_BTGHP, weight_GHP, eps: float):
+    """RMSNorm(y · SiLU(z)) over each group's H·P channels, times the weight; float32 out.
+
+    The gate multiplies before the norm (mamba_ssm `norm_before_gate=False`); a group is the
+    contiguous slice of heads that share B and C, which is also what one tensor shard holds.
+    """
+    gated = y_BTGHP.astype(_F32) * jax.nn.silu(z_BTGHP.astype(_F32))
+    variance = jnp.mean(jnp.square(gated), axis=(-2, -1), keepdims=True)
+    return gated * jax.lax.rsqrt(variance + eps) * weight_GHP.astype(_F32)
+
+
+def causal_conv_silu(history_BW_, new_BT_, kernel_K_, bias_):
+    """SiLU of the depthwise causal conv of `new`, preceded by the W = K-1 `history` columns.
+
+    out[t] = bias + Σ_k kernel[k] · column[t - (K-1) + k]: kernel[K-1] weighs the current token.
+    Returns (out_BT_ float32, window_B(W+T)_ float32: history and new columns, oldest first).
+    """
+    window = jnp.concatenate([history_BW_.astype(_F32), new_BT_.astype(_F32)], axis=1)
+    k, t = kernel_K_.shape[0], new_BT_.shape[1]
+    kernel = kernel_K_.astype(_F32)
+    out = sum(window[:, i:i + t] * kernel[i] for i in range(k))
+    if bias_ is not None:
+        out = out + bias_.astype(_F32)
+    return jax.nn.silu(out), window
+
+
+def _last_columns(window_BW_, num_valid_B, width: int):
+    """Per row, the `width` window columns ending at the row's last valid token."""
+    index_BW = num_valid_B[:, None] + jnp.arange(width)
+    index = index_BW.reshape(index_BW.shape + (1,) * (window_BW_.ndim - 2))
+    return jnp.take_along_axis(window_BW_, index, axis=1)
+
+
+def _keep_rows(valid_B, new, old):
+    """new where the row appended tokens, else old bit for bit."""
+    return jnp.where(valid_B.reshape((-1,) + (1,) * (new.ndim - 1)), new.astype(old.dtype), old)
+
+
+class Mamba2Mixer(nnx.Module):
+    """Mamba-2 mixer (mamba_ssm Mamba2 with a gated group RMSNorm, no projection biases)."""
+
+    def __init__(self, config: NemotronHConfig, *, rngs: nnx.Rngs):
+        self.config = c = config
+        d, h, p = c.hidden_size, c.mamba_num_heads, c.mamba_head_dim
+        g, n, k = c.n_groups, c.ssm_state_size, c.conv_kernel
+        z, x, b, c_, dt, out = draw_normal(rngs, c, z=(d, h, p), x=(d, h, p), b=(d, g, n),
+                                           c=(d, g, n), dt=(d, h), out=(h, p, d))
+        self.z_proj = _param(z.astype(c.param_dtype), "embed", "ssm_heads", None)
+        self.x_proj = _param(x.astype(c.param_dtype), "embed", "ssm_heads", None)
+        self.b_proj = _param(b.astype(c.param_dtype), "embed", "ssm_groups", None)
+        self.c_proj = _param(c_.astype(c.param_dtype), "embed", "ssm_groups", None)
+        self.dt_proj = _param(dt.astype(c.param_dtype), "embed", "ssm_heads")
+        self.out_proj = _param(out.astype(c.param_dtype), "ssm_heads", None, "embed")
+
+        # Conv as PyTorch's Conv1d: U(±1/sqrt(fan_in)), fan_in = K for a depthwise conv.
+        # dt log-uniform in [time_step_min, time_step_max], floored; dt_bias = softplus⁻¹(dt).
+        u = _draw(rngs, jax.random.uniform, dict(
+            conv_x=(k, h, p), conv_b=(k, g, n), conv_c=(k, g, n), conv_x_bias=(h, p),
+            conv_b_bias=(g, n), conv_c_bias=(g, n), dt=(h,)))
+        conv = [((2 * v - 1) / math.sqrt(k)).astype(c.param_dtype) for v in u[:6]]
+        self.conv_x = _param(conv[0], None, "ssm_heads", None)
+        self.conv_b = _param(conv[1], None, "ssm_groups", None)
+        self.conv_c = _param(conv[2], None, "ssm_groups", None)
+        if c.use_conv_bias:
+            self.conv_x_bias = _param(conv[3], "ssm_heads", None)
+            self.conv_b_bias = _param(conv[4], "ssm_groups", None)
+            self.conv_c_bias = _param(conv[5], "ssm_groups", None)
+        else:
+            self.conv_x_bias = self.conv_b_bias = self.conv_c_bias = None
+        log_min = math.log(max(c.time_step_min, c.time_step_floor))
+        log_max = math.log(c.time_step_max)
+        dt = jnp.maximum(jnp.exp(log_min + u[6] * (log_max - log_min)), c.time_step_floor)
+        self.dt_bias = _param((dt + jnp.log(-jnp.expm1(-dt))).astype(c.param_dtype), "ssm_heads")
+        # S4D-real A = -(1..H).
+        self.A_log = _param(jnp.log(jnp.arange(1, h + 1, dtype=_F32)).astype(c.param_dtype),
+                            "ssm_heads")
+        self.D = _param(jnp.ones((h,), c.param_dtype), "ssm_heads")
+        self.norm = _param(jnp.ones((h, p), c.param_dtype), "ssm_heads", None)
+
+    def __call__(self, u_BTD, cache: MambaLayerCache | None, num_valid_B):
+        c = self.config
+        cdt = c.compute_dtype
+        b, t, _ = u_BTD.shape
+        g, hg, p = c.n_groups, c.mamba_heads_per_group, c.mamba_head_dim
+
+        # in_proj, per component.
+        z_BTHP = jnp.einsum("btd,dhp->bthp", u_BTD, _use(self.z_proj, cdt))
+        x_BTHP = jnp.einsum("btd,dhp->bthp", u_BTD, _use(self.x_proj, cdt))
+        B_BTGN = jnp.einsum("btd,dgn->btgn", u_BTD, _use(self.b_proj, cdt))
+        C_BTGN = jnp.einsum("btd,dgn->btgn", u_BTD, _use(self.c_proj, cdt))
+        dt_BTH = jnp.einsum("btd,dh->bth", u_BTD, _use(self.dt_proj, cdt))
+        x_BTHP = constrain(x_BTHP, ("batch", None, "ssm_heads", None))
+        B_BTGN = constrain(B_BTGN, ("batch", None, "ssm_groups", None))
+        C_BTGN = constrain(C_BTGN, ("batch", None, "ssm_groups", None))
+
+        # Causal conv + SiLU, continuing from the cached raw columns.
+        if cache is None:
+            history = [jnp.zeros((b, c.conv_kernel - 1) + v.shape[2:], _F32)
+                       for v in (x_BTHP, B_BTGN, C_BTGN)]
+        else:
+            history = [cache.conv_x, cache.conv_b, cache.conv_c]
+        x_BTHP, x_window = causal_conv_silu(history[0], x_BTHP, self.conv_x[...],
+                                            _value(self.conv_x_bias))
+        B_BTGN, b_window = causal_conv_silu(history[1], B_BTGN, self.conv_b[...],
+                                            _value(self.conv_b_bias))
+        C_BTGN, c_window = causal_conv_silu(history[2], C_BTGN, self.conv_c[...],
+                                            _value(self.conv_c_bias))
+
+        # SSM, float32: the recurrent step for one cached token, else the chunked scan.
+        recurrent = cache is not None and t == 1
+        dt_BTH = self._time_step(dt_BTH, recurrent)
+        if cache is not None:
+            # dt = 0 makes a padding step a no-op, so the state is each row's own final state.
+            valid_BT = jnp.arange(t)[None, :] < num_valid_B[:, None]
+            dt_BTH = jnp.where(valid_BT[..., None], dt_BTH, 0.0)
+        A_GH = -jnp.exp(self.A_log[...].astype(_F32)).reshape(g, hg)
+        x_BTGHP = x_BTHP.reshape(b, t, g, hg, p)
+        dt_BTGH = dt_BTH.reshape(b, t, g, hg)
+        state_BGHPN = None if cache is None else cache.ssm.reshape(b, g, hg, p, -1)
+        if recurrent:
+            y_BGHP, state_BGHPN = ssd.ssd_step(state_BGHPN, x_BTGHP[:, 0], dt_BTGH[:, 0], A_GH,
+                                               B_BTGN[:, 0], C_BTGN[:, 0])
+            y_BTGHP = y_BGHP[:, None]
+        else:
+            y_BTGHP, state_BGHPN = ssd.ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN,
+                                                   c.chunk_size, state_BGHPN)
+        y_BTGHP = y_BTGHP + self.D[...].astype(_F32).reshape(g, hg)[..., None] * x_BTGHP
+
+        # Gated norm and out_proj (row-parallel over heads).
+        y_BTGHP = gated_group_rms_norm(y_BTGHP, z_BTHP.reshape(b, t, g, hg, p),
+                                       self.norm[...].reshape(g, hg, p), c.layer_norm_epsilon)
+        out_BTD = jnp.einsum("btghp,ghpd->btd", y_BTGHP.astype(cdt),
+                             _use(self.out_proj, cdt).reshape(g, hg, p, -1))
+        if cache is None:
+            return out_BTD, None
+        return out_BTD, _updated_cache(cache, num_valid_B, state_BGHPN,
+                                       (x_window, b_window, c_window))
+
+    def _time_step(self, dt_raw_BTH, recurrent: bool):
+        """softplus(dt_raw + dt_bias) in float32, clamped to >= time_step_min where the rule says.
+
+        (transformers computes the softplus in the model dtype; float32 is at least as exact.)
+        """
+        dt_BTH = jax.nn.softplus(dt_raw_BTH.astype(_F32) + self.dt_bias[...].astype(_F32))
+        rule = self.config.time_step_clamp
+        if rule == "always" or (rule == "prefill" and not recurrent):
+            dt_BTH = jnp.maximum(dt_BTH, self.config.time_step_min)
+        return dt_BTH
+
+
+def _updated_cache(cache: MambaLayerCache, num_valid_B, state_BGHPN, windows):
+    """Each row's conv columns and SSM state at its last valid token; rows without valid tokens
+    keep their cache bit for bit."""
+    appended_B = num_valid_B > 0
+    width = cache.conv_x.shape[1]
+    conv_x, conv_b, conv_c = (
+        _keep_rows(appended_B, _last_columns(window, num_valid_B, width), old)
+        for window, old in zip(windows, (cache.conv_x, cache.conv_b, cache.conv_c)))
+    ssm = _keep_rows(appended_B, state_BGHPN.reshape(cache.ssm.shape), cache.ssm)
+    return constrain_layer_cache(MambaLayerCache(conv_x, conv_b, conv_c, ssm))
+
+
+class Attention(nnx.Module):
+    """Causal GQA without positional encoding or biases; scale head_dim^-0.5, float32 softmax."""
+
+    def __init__(self, config: NemotronHConfig, *, rngs: nnx.Rngs):
+        self.config = c = config
+        d, h, kv, dh = c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        q, k, v, o = draw_normal(rngs, c, q=(d, h, dh), k=(d, kv, dh), v=(d, kv, dh), o=(h, dh, d))
+        self.q_proj = _param(q.astype(c.param_dtype), "embed", "heads", None)
+        self.k_proj = _param(k.astype(c.param_dtype), "embed", "kv_heads", None)
+        self.v_proj = _param(v.astype(c.param_dtype), "embed", "kv_heads", None)
+        self.o_proj = _param(o.astype(c.param_dtype), "heads", None, "embed")
+
+    def __call__(self, u_BTD, cache: AttentionLayerCache | None, num_valid_B, lengths_B):
+        cdt = self.config.compute_dtype
+        b, t, _ = u_BTD.shape
+        q_BTHD = jnp.einsum("btd,dhk->bthk", u_BTD, _use(self.q_proj, cdt))
+        k_BTKD = jnp.einsum("btd,dhk->bthk", u_BTD, _use(self.k_proj, cdt))
+        v_BTKD = jnp.einsum("btd,dhk->bthk", u_BTD, _use(self.v_proj, cdt))
+        q_BTHD = constrain(q_BTHD, ("batch", None, "heads", None))
+        if cache is None:
+            keys_BSKD, values_BSKD = k_BTKD, v_BTKD
+            query_pos_BT = jnp.broadcast_to(jnp.arange(t), (b, t))
+            new_cache = None
+        else:
+            query_pos_BT = lengths_B[:, None] + jnp.arange(t)
+            # Padding goes to position S, out of range, and the scatter drops it (as it drops
+            # writes past a full buffer); a clamped update would overwrite the last position.
+            max_len = cache.keys.shape[1]
+            valid_BT = jnp.arange(t)[None, :] < num_valid_B[:, None]
+            write_pos_BT = jnp.where(valid_BT, query_pos_BT, max_len)
+            row_BT = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
+            keys_BSKD = cache.keys.at[row_BT, write_pos_BT].set(
+                k_BTKD.astype(cache.keys.dtype), mode="drop")
+            values_BSKD = cache.values.at[row_BT, write_pos_BT].set(
+                v_BTKD.astype(cache.values.dtype), mode="drop")
+            new_cache = constrain_layer_cache(AttentionLayerCache(keys_BSKD, values_BSKD))
+            keys_BSKD, values_BSKD = new_cache.keys.astype(cdt), new_cache.values.astype(cdt)
+        out_BTHD = causal_attention(q_BTHD, keys_BSKD, values_BSKD, query_pos_BT,
+                                    query_chunk=self.config.attention_query_chunk)
+        out_BTD = jnp.einsum("bthk,hkd->btd", out_BTHD, _use(self.o_proj, cdt))
+        return out_BTD, new_cache
+
+
+class MLP(nnx.Module):
+    """down(relu(up(x))²), no gate, no biases."""
+
+    def __init__(self, config: NemotronHConfig, *, rngs: nnx.Rngs):
+        self.config = c = config
+        up, down = draw_normal(rngs, c, up=(c.hidden_size, c.intermediate_size),
+                               down=(c.intermediate_size, c.hidden_size))
+        self.up_proj = _param(up.astype(c.param_dtype), "embed", "mlp")
+        self.down_proj = _param(down.astype(c.param_dtype), "mlp", "embed")
+
+    def __call__(self, u_BTD):
+        cdt = self.config.compute_dtype
+        h_BTF = jnp.einsum("btd,df->btf", u_BTD, _use(self.up_proj, cdt))
+        h_BTF = constrain(jnp.square(jax.nn.relu(h_BTF)), ("batch", None, "mlp"))
+        return jnp.einsum("btf,fd->btd", h_BTF, _use(self.down_proj, cdt))
+
+
+class Block(nnx.Module):
+    """x + mixer(RMSNorm(x)), the residual stream in compute dtype."""
+
+    MIXERS = {"mamba": Mamba2Mixer, "attention": Attention, "mlp": MLP}
+
+    def __init__(self, config: NemotronHConfig, layer_type: str, *, rngs: nnx.Rngs):
+        self.layer_type = layer_type
+        self.norm = RMSNorm(config)
+        self.mixer = self.MIXERS[layer_type](config, rngs=rngs)
+
+    def __call__(self, x_BTD, layer_cache, num_valid_B, lengths_B):
+        h_BTD = self.norm(x_BTD)
+        if self.layer_type == "mamba":
+            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B)
+        elif self.layer_type == "attention":
+            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B, lengths_B)
+        else:
+            h_BTD = self.mixer(h_BTD)
+        return constrain(x_BTD + h_BTD, ("batch", None, "act_embed")), layer_cache

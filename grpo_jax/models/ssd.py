@@ -1,0 +1,103 @@
+"""Mamba-2 state-space duality (SSD) as pure functions in plain XLA.
+
+The recurrence, per head with state h_t of shape (P, N):
+
+    h_t = exp(dt_t · A) · h_{t-1} + dt_t · x_t ⊗ B_t,        y_t = h_t · C_t
+
+`ssd_chunked` evaluates it for whole sequences with the chunked "minimal SSD" algorithm (einsums
+within and between chunks); `ssd_step` is the one-token update used in decoding. The D skip term
+is left to the caller. All state math is float32.
+
+Heads are kept grouped, (G groups, H heads per group): head g·H + h reads B and C of group g, so
+B and C are never expanded to heads, and a tensor-parallel shard that holds whole groups computes
+its heads locally.
+
+Shapes: x_BTGHP, dt_BTGH (after softplus and clamp), A_GH (negative), B_BTGN, C_BTGN,
+state_BGHPN. Inside a chunked scan C is the number of chunks and Q (also L, S) the chunk length.
+"""
+import jax.numpy as jnp
+
+_F32 = jnp.float32
+
+
+def segsum(a_XQ: jnp.ndarray) -> jnp.ndarray:
+    """out[..., i, j] = a[j+1] + ... + a[i] for i >= j, and -inf above the diagonal.
+
+    Computed as a masked cumsum: the difference of two prefix sums, S_i - S_j, cancels
+    catastrophically once the prefix sums are large.
+    """
+    q = a_XQ.shape[-1]
+    a_XQQ = jnp.broadcast_to(a_XQ[..., :, None], a_XQ.shape + (q,))  # [..., i, j] = a_i
+    strictly_lower = jnp.tril(jnp.ones((q, q), dtype=bool), k=-1)
+    sums_XQQ = jnp.cumsum(jnp.where(strictly_lower, a_XQQ, 0.0), axis=-2)
+    lower = jnp.tril(jnp.ones((q, q), dtype=bool))
+    return jnp.where(lower, sums_XQQ, -jnp.inf)
+
+
+def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
+                initial_state_BGHPN=None):
+    """Runs the SSM over whole sequences. Returns (y_BTGHP float32, final_state_BGHPN float32).
+
+    Steps with dt = 0 leave the state unchanged, so right padding with dt = 0 yields each row's
+    state at its last real token.
+    """
+    b, t, g, h, p = x_BTGHP.shape
+    n = B_BTGN.shape[-1]
+    q = chunk_size
+    c = -(-t // q)
+    pad = c * q - t
+
+    dt_BTGH = dt_BTGH.astype(_F32)
+    X_BTGHP = x_BTGHP.astype(_F32) * dt_BTGH[..., None]  # discretised input
+    a_BTGH = A_GH.astype(_F32) * dt_BTGH                  # log of the per-step decay
+
+    def chunks(v):  # right-pad time with zeros (no-op steps) and split it into chunks
+        v = jnp.pad(v, [(0, 0), (0, pad)] + [(0, 0)] * (v.ndim - 2))
+        return v.reshape((b, c, q) + v.shape[2:])
+
+    X_BCQGHP = chunks(X_BTGHP)
+    B_BCQGN = chunks(B_BTGN.astype(_F32))
+    C_BCQGN = chunks(C_BTGN.astype(_F32))
+    a_BGHCQ = jnp.transpose(chunks(a_BTGH), (0, 3, 4, 1, 2))
+    a_cumsum_BGHCQ = jnp.cumsum(a_BGHCQ, axis=-1)
+
+    # 1. Within each chunk: a causal, decay-weighted "attention" of C against B.
+    decay_BGHCLS = jnp.exp(segsum(a_BGHCQ))
+    CB_BGCLS = jnp.einsum("bclgn,bcsgn->bgcls", C_BCQGN, B_BCQGN)
+    y_diag_BCLGHP = jnp.einsum("bghcls,bcsghp->bclghp", CB_BGCLS[:, :, None] * decay_BGHCLS,
+                               X_BCQGHP)
+
+    # 2. The state each chunk produces on its own: inputs decayed to the chunk's end. The last row
+    # of the segsum decay is exactly exp(a[s+1] + ... + a[Q-1]).
+    decay_to_end_BCLGH = jnp.transpose(decay_BGHCLS[..., -1, :], (0, 3, 4, 1, 2))
+    chunk_states_BCGHPN = jnp.einsum("bclgn,bclghp->bcghpn", B_BCQGN,
+                                     X_BCQGHP * decay_to_end_BCLGH[..., None])
+
+    # 3. Between chunks: carry the states across chunk boundaries, starting from the initial state.
+    if initial_state_BGHPN is None:
+        initial_state_BGHPN = jnp.zeros((b, g, h, p, n), _F32)
+    states_BCGHPN = jnp.concatenate(
+        [initial_state_BGHPN.astype(_F32)[:, None], chunk_states_BCGHPN], axis=1)
+    chunk_totals_BGHC = jnp.pad(a_cumsum_BGHCQ[..., -1], [(0, 0)] * 3 + [(1, 0)])
+    carry_BGHZC = jnp.exp(segsum(chunk_totals_BGHC))
+    carried_BZGHPN = jnp.einsum("bghzc,bcghpn->bzghpn", carry_BGHZC, states_BCGHPN)
+    entering_BCGHPN, final_state_BGHPN = carried_BZGHPN[:, :-1], carried_BZGHPN[:, -1]
+
+    # 4. Each chunk's entering state read out by C, decayed to the position in the chunk.
+    decay_from_start_BCLGH = jnp.transpose(jnp.exp(a_cumsum_BGHCQ), (0, 3, 4, 1, 2))
+    y_off_BCLGHP = (jnp.einsum("bclgn,bcghpn->bclghp", C_BCQGN, entering_BCGHPN)
+                    * decay_from_start_BCLGH[..., None])
+
+    y_BTGHP = (y_diag_BCLGHP + y_off_BCLGHP).reshape(b, c * q, g, h, p)[:, :t]
+    return y_BTGHP, final_state_BGHPN
+
+
+def ssd_step(state_BGHPN, x_BGHP, dt_BGH, A_GH, B_BGN, C_BGN):
+    """One recurrent step. Returns (y_BGHP float32, new_state_BGHPN float32)."""
+    dt_BGH = dt_BGH.astype(_F32)
+    decay_BGH = jnp.exp(dt_BGH * A_GH.astype(_F32))
+    input_BGHP = dt_BGH[..., None] * x_BGHP.astype(_F32)
+    state_BGHPN = (state_BGHPN.astype(_F32) * decay_BGH[..., None, None]
+                   + input_BGHP[..., None] * B_BGN.astype(_F32)[:, :, None, None, :])
+    y_BGHP = jnp.einsum("bghpn,bgn->bghp", state_BGHPN, C_BGN.astype(_F32))
+    return y_BGHP, state_BGHPN

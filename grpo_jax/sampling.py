@@ -1,0 +1,397 @@
+"""Fast sampling on the trainer's own parameters: jitted prefill, scan-decode and ragged continuation.
+
+The sampler never owns weights: every call takes the parameter state the trainer holds (cast to
+the compute dtype once per step), so there is nothing to synchronise. Three jitted programs do all
+the work, each over a donated `SamplerState` that carries the model's hybrid cache:
+
+* `extend` appends a ragged block of tokens per row (prefill is `extend` on an empty cache;
+  a tool response plus chat glue is `extend` on a live cache, without recomputing the history);
+* `decode` runs `lax.scan` over `decode_chunk` steps; a Python loop calls chunks until every row
+  has stopped or spent its budget, so a batch exits early instead of running to the maximum;
+* `gather_rows` selects / repeats rows (one prefill per prompt, then G copies of its cache).
+
+Sampling controls (temperature, top-p, top-k, stop ids, budgets) are per-row arrays, so changing
+them never recompiles. Shapes come from a small set of buckets (batch, block length, cache length)
+so a run compiles a bounded number of programs; `grpo_jax.compile_log` reports each compilation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from grpo_jax import compile_log
+
+logger = logging.getLogger(__name__)
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Static sampler settings: everything here is part of a compiled program's shape."""
+
+    decode_chunk: int = 16          # K decode steps per jitted call; rows are checked after each chunk
+    batch_multiple: int = 1         # batch buckets are multiples of this (the data-parallel size)
+    min_block_bucket: int = 16      # smallest length bucket of an extend block
+    prefill_chunk: int = 2048       # longer blocks are appended in pieces of this many tokens
+    cache_multiple: int = 128       # cache lengths are rounded up to a multiple of this
+    max_stop_ids: int = 8           # stop-id slots per row (more are rounded up to a multiple)
+
+    def __post_init__(self):
+        for name in ("decode_chunk", "batch_multiple", "min_block_bucket", "prefill_chunk",
+                     "cache_multiple", "max_stop_ids"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"SamplerConfig.{name} must be a positive int, got {value!r}")
+        if self.prefill_chunk < self.min_block_bucket:
+            raise ValueError(
+                f"SamplerConfig.prefill_chunk ({self.prefill_chunk}) must be >= min_block_bucket "
+                f"({self.min_block_bucket})")
+
+
+@flax.struct.dataclass
+class SamplerState:
+    """Everything the device holds for a batch of live sequences."""
+
+    cache: object                 # the model's Cache pytree (batch on axis 0 of every leaf)
+    next_logits_BV: jax.Array     # float32 logits of each row's next token
+    row_keys_B: jax.Array         # one typed PRNG key per row, folded with num_sampled_B per draw
+    num_sampled_B: jax.Array      # int32 tokens sampled so far per row
+
+    @property
+    def batch_size(self) -> int:
+        return self.next_logits_BV.shape[0]
+
+    @property
+    def lengths_B(self) -> jax.Array:
+        return self.cache.lengths_B
+
+
+@dataclasses.dataclass
+class DecodeResult:
+    """Per row: the new tokens (stop token included), their log-probs at temperature 1, why it ended."""
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    finish_reasons: list[str | None]   # None for rows that were not decoding
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
+
+# ----------------------------------------------------------------------------- sampling math
+
+
+def sample_tokens(logits_BV, keys_B, temperature_B, top_p_B, top_k_B):
+    """Draws one token per row from softmax(logits / T) restricted to the top-k / top-p set.
+
+    temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. Filtering sorts the
+    vocabulary, which only runs when some row asks for it (a `lax.cond` on a device flag, so the
+    choice never recompiles). Sampling is Gumbel-max, done in the sorted space when filtering so a
+    token outside the kept set can never be drawn.
+    """
+    logits_BV = logits_BV.astype(jnp.float32)
+    vocab = logits_BV.shape[-1]
+    greedy_B = temperature_B <= 0.0
+    safe_temperature_B = jnp.where(greedy_B, 1.0, temperature_B)
+    scaled_BV = logits_BV / safe_temperature_B[:, None]
+    gumbel_BV = jax.vmap(lambda key: jax.random.gumbel(key, (vocab,), jnp.float32))(keys_B)
+
+    def unfiltered():
+        return jnp.argmax(scaled_BV + gumbel_BV, axis=-1).astype(jnp.int32)
+
+    def filtered():
+        order_BV = jnp.argsort(-scaled_BV, axis=-1)
+        sorted_BV = jnp.take_along_axis(scaled_BV, order_BV, axis=-1)
+        probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
+        mass_before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV
+        rank_V = jnp.arange(vocab, dtype=jnp.int32)
+        keep_BV = mass_before_BV < top_p_B[:, None]
+        keep_BV &= (top_k_B[:, None] <= 0) | (rank_V[None, :] < top_k_B[:, None])
+        keep_BV = keep_BV.at[:, 0].set(True)     # the most likely token always survives
+        masked_BV = jnp.where(keep_BV, sorted_BV, -jnp.inf)
+        choice_B = jnp.argmax(masked_BV + gumbel_BV, axis=-1)
+        return jnp.take_along_axis(order_BV, choice_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+    needs_filter = jnp.any((top_p_B < 1.0) | (top_k_B > 0))
+    sampled_B = jax.lax.cond(needs_filter, filtered, unfiltered)
+    return jnp.where(greedy_B, jnp.argmax(logits_BV, axis=-1).astype(jnp.int32), sampled_B)
+
+
+def _row_keys(seed, row_ids_B):
+    base = jax.random.key(seed)
+    return jax.vmap(lambda row: jax.random.fold_in(base, row))(row_ids_B)
+
+
+# ----------------------------------------------------------------------------- jitted programs
+
+
+def _extend_program(graphdef, params, state: SamplerState, tokens_BT, num_valid_B):
+    model = nnx.merge(graphdef, params)
+    hidden_BTD, cache = model.forward(tokens_BT, cache=state.cache, num_valid_B=num_valid_B)
+    last_B = jnp.maximum(num_valid_B - 1, 0)
+    hidden_BD = jnp.take_along_axis(hidden_BTD, last_B[:, None, None], axis=1)[:, 0]
+    logits_BV = model.logits(hidden_BD).astype(jnp.float32)
+    next_logits_BV = jnp.where((num_valid_B > 0)[:, None], logits_BV, state.next_logits_BV)
+    return state.replace(cache=cache, next_logits_BV=next_logits_BV)
+
+
+def _decode_program(num_steps, graphdef, params, state: SamplerState, controls, done_B, num_new_B):
+    model = nnx.merge(graphdef, params)
+    temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B = controls
+
+    def step(carry, _):
+        state, done_B, num_new_B = carry
+        keys_B = jax.vmap(jax.random.fold_in)(state.row_keys_B, state.num_sampled_B)
+        token_B = sample_tokens(state.next_logits_BV, keys_B, temperature_B, top_p_B, top_k_B)
+        logprobs_BV = jax.nn.log_softmax(state.next_logits_BV, axis=-1)
+        logprob_B = jnp.take_along_axis(logprobs_BV, token_B[:, None], axis=-1)[:, 0]
+        active_B = ~done_B
+        num_new_B = num_new_B + active_B
+        stopped_B = jnp.any(token_B[:, None] == stop_ids_BS, axis=-1)
+        finished_B = active_B & (stopped_B | (num_new_B >= budget_B))
+        # Every emitted token (the stop token too) enters the cache, so a later `extend` continues
+        # right after it; rows that were already done write nothing.
+        hidden_BTD, cache = model.forward(
+            token_B[:, None], cache=state.cache, num_valid_B=active_B.astype(jnp.int32))
+        logits_BV = model.logits(hidden_BTD[:, 0]).astype(jnp.float32)
+        state = state.replace(
+            cache=cache,
+            next_logits_BV=jnp.where(active_B[:, None], logits_BV, state.next_logits_BV),
+            num_sampled_B=state.num_sampled_B + active_B.astype(jnp.int32))
+        return (state, done_B | finished_B, num_new_B), (token_B, logprob_B, active_B, stopped_B)
+
+    (state, done_B, num_new_B), outputs = jax.lax.scan(
+        step, (state, done_B, num_new_B), None, length=num_steps)
+    return state, done_B, num_new_B, outputs
+
+
+def _gather_program(state: SamplerState, index_B, row_ids_B, seed):
+    gathered = jax.tree.map(lambda leaf: leaf[index_B], state)
+    return gathered.replace(row_keys_B=_row_keys(seed, row_ids_B))
+
+
+# ----------------------------------------------------------------------------- the sampler
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-int(n) // multiple) * multiple
+
+
+def _per_row(value, batch: int, name: str, dtype) -> np.ndarray:
+    """A scalar, or one value per row; a shorter list covers the first rows (the rest are padding
+    rows of the batch bucket, which get its last value)."""
+    array = np.asarray(value, dtype=dtype)
+    if array.ndim == 0:
+        return np.full((batch,), array, dtype=dtype)
+    if array.ndim != 1 or not 0 < array.shape[0] <= batch:
+        raise ValueError(f"{name} must be a scalar or have one value per row (at most {batch}), "
+                         f"got shape {array.shape}")
+    return np.concatenate([array, np.full((batch - array.shape[0],), array[-1], dtype)])
+
+
+class Sampler:
+    """Drives prefill / decode / extend over a batch of rows for one model architecture.
+
+    `graphdef` is the NNX graph definition of the model (`nnx.split(model)[0]`); every method takes
+    the parameter state explicitly, so the trainer's current weights are used with no copy.
+    """
+
+    def __init__(self, graphdef, config: SamplerConfig = SamplerConfig()):
+        self.graphdef = graphdef
+        self.config = config
+        compile_log.install()
+        self._extend = jax.jit(functools.partial(_extend_program, graphdef), donate_argnums=(1,))
+        self._decode = jax.jit(
+            functools.partial(_decode_program, config.decode_chunk, graphdef), donate_argnums=(1,))
+        self._gather = jax.jit(_gather_program, donate_argnums=(0,))
+        self._init = jax.jit(self._init_program, static_argnums=(1, 2))
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def batch_bucket(self, batch: int) -> int:
+        return _round_up(_next_power_of_two(batch), self.config.batch_multiple)
+
+    def block_bucket(self, length: int) -> int:
+        return max(self.config.min_block_bucket, _next_power_of_two(length))
+
+    def cache_bucket(self, length: int) -> int:
+        return _round_up(max(length, 1), self.config.cache_multiple)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _init_program(self, params, batch: int, max_len: int, seed, row_ids_B):
+        model = nnx.merge(self.graphdef, params)
+        cache = model.init_cache(batch, max_len)
+        vocab = model.config.vocab_size
+        return SamplerState(
+            cache=cache,
+            next_logits_BV=jnp.zeros((batch, vocab), jnp.float32),
+            row_keys_B=_row_keys(seed, row_ids_B),
+            num_sampled_B=jnp.zeros((batch,), jnp.int32))
+
+    def init_state(self, params, batch: int, max_len: int, seed: int = 0,
+                   row_ids: Sequence[int] | None = None) -> SamplerState:
+        """An empty cache for `batch` rows (rounded up to a bucket) of up to `max_len` tokens."""
+        padded = self.batch_bucket(batch)
+        row_ids_B = np.arange(padded, dtype=np.int32)
+        if row_ids is not None:
+            row_ids_B[:batch] = np.asarray(row_ids, dtype=np.int32)
+        with compile_log.CompileWatch(f"sampler.init[B={padded},S={self.cache_bucket(max_len)}]"):
+            return self._init(params, padded, self.cache_bucket(max_len), jnp.uint32(seed), row_ids_B)
+
+    def prefill(self, params, prompts: Sequence[Sequence[int]], max_len: int, seed: int = 0,
+                row_ids: Sequence[int] | None = None) -> SamplerState:
+        """A new state holding `prompts` (ragged), ready to decode their continuations."""
+        if not prompts:
+            raise ValueError("prefill needs at least one prompt")
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt must hold at least one token")
+        state = self.init_state(params, len(prompts), max_len, seed, row_ids)
+        return self.extend(params, state, prompts)
+
+    def extend(self, params, state: SamplerState, blocks: Sequence[Sequence[int] | None]) -> SamplerState:
+        """Appends blocks[b] to row b's cache; rows given None or [] are left alone."""
+        batch = state.batch_size
+        if len(blocks) > batch:
+            raise ValueError(f"got {len(blocks)} blocks for a state of {batch} rows")
+        blocks = [list(b) if b else [] for b in blocks] + [[] for _ in range(batch - len(blocks))]
+        lengths = np.asarray(jax.device_get(state.lengths_B))
+        capacity = self._capacity(state)
+        for row, block in enumerate(blocks):
+            if lengths[row] + len(block) > capacity:
+                raise ValueError(
+                    f"row {row}: {lengths[row]} cached + {len(block)} new tokens exceed the cache "
+                    f"length {capacity}")
+        offset = 0
+        longest = max(len(b) for b in blocks)
+        while offset < longest:
+            piece = [b[offset:offset + self.config.prefill_chunk] for b in blocks]
+            width = self.block_bucket(max(len(p) for p in piece))
+            tokens_BT = np.zeros((batch, width), np.int32)
+            num_valid_B = np.zeros((batch,), np.int32)
+            for row, p in enumerate(piece):
+                tokens_BT[row, :len(p)] = p
+                num_valid_B[row] = len(p)
+            with compile_log.CompileWatch(f"sampler.extend[B={batch},T={width}]"):
+                state = self._extend(params, state, tokens_BT, num_valid_B)
+            offset += self.config.prefill_chunk
+        return state
+
+    def _capacity(self, state: SamplerState) -> int:
+        return int(state.cache.max_len)
+
+    def gather_rows(self, state: SamplerState, index: Sequence[int], seed: int = 0,
+                    row_ids: Sequence[int] | None = None) -> SamplerState:
+        """A state whose row i is a copy of row index[i] (e.g. G copies of each prefilled prompt).
+
+        The new batch is padded to a bucket with copies of row index[0]; padding rows are never
+        decoded or extended by the callers that pass explicit rows.
+        """
+        index = np.asarray(index, dtype=np.int32)
+        padded = self.batch_bucket(len(index))
+        index_B = np.concatenate([index, np.full((padded - len(index),), index[0], np.int32)])
+        row_ids_B = np.arange(padded, dtype=np.int32)
+        if row_ids is not None:
+            row_ids_B[:len(index)] = np.asarray(row_ids, dtype=np.int32)
+        with compile_log.CompileWatch(f"sampler.gather[{state.batch_size}->{padded}]"):
+            return self._gather(state, index_B, row_ids_B, jnp.uint32(seed))
+
+    def decode(self, params, state: SamplerState, max_new_tokens, *, rows: Sequence[int] | None = None,
+               temperature=1.0, top_p=1.0, top_k=0, stop_ids=()) -> tuple[SamplerState, DecodeResult]:
+        """Samples continuations for `rows` (default: all) until each stops or spends its budget.
+
+        `max_new_tokens`, `temperature`, `top_p`, `top_k` are scalars or one value per row of the
+        state; `stop_ids` is one sequence for all rows or one per row. A row's budget is also
+        capped by the room left in its cache.
+        """
+        batch = state.batch_size
+        active = np.zeros((batch,), bool)
+        active[list(range(batch)) if rows is None else list(rows)] = True
+        budget_B = _per_row(max_new_tokens, batch, "max_new_tokens", np.int32)
+        room_B = self._capacity(state) - np.asarray(jax.device_get(state.lengths_B))
+        budget_B = np.where(active, np.minimum(budget_B, room_B), 0).astype(np.int32)
+        controls = (
+            _per_row(temperature, batch, "temperature", np.float32),
+            _per_row(top_p, batch, "top_p", np.float32),
+            _per_row(top_k, batch, "top_k", np.int32),
+            self._stop_table(stop_ids, batch),
+            budget_B,
+        )
+        if np.any(controls[1] <= 0) or np.any(controls[1] > 1):
+            raise ValueError(f"top_p must be in (0, 1], got {controls[1].tolist()}")
+        done_B = budget_B <= 0
+        num_new_B = np.zeros((batch,), np.int32)
+        tokens = [[] for _ in range(batch)]
+        logprobs = [[] for _ in range(batch)]
+        finish: list[str | None] = [None] * batch
+        for row in np.flatnonzero(active & done_B):
+            finish[row] = FINISH_LENGTH
+        while not np.all(done_B):
+            with compile_log.CompileWatch(f"sampler.decode[B={batch},S={self._capacity(state)}]"):
+                state, done_dev, num_new_dev, outputs = self._decode(
+                    params, state, controls, done_B, num_new_B)
+            token_KB, logprob_KB, active_KB, stopped_KB = jax.device_get(outputs)
+            done_B, num_new_B = np.asarray(jax.device_get(done_dev)), np.asarray(jax.device_get(num_new_dev))
+            for k in range(token_KB.shape[0]):
+                for row in np.flatnonzero(active_KB[k]):
+                    tokens[row].append(int(token_KB[k, row]))
+                    logprobs[row].append(float(logprob_KB[k, row]))
+                    if stopped_KB[k, row]:
+                        finish[row] = FINISH_STOP
+                    elif len(tokens[row]) >= budget_B[row]:
+                        finish[row] = FINISH_LENGTH
+        return state, DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish)
+
+    def _stop_table(self, stop_ids, batch: int) -> np.ndarray:
+        per_row = (list(stop_ids) if stop_ids and isinstance(next(iter(stop_ids)), (list, tuple))
+                   else [list(stop_ids)] * batch)
+        if len(per_row) != batch:
+            per_row = per_row + [[]] * (batch - len(per_row))
+        width = _round_up(max([self.config.max_stop_ids] + [len(s) for s in per_row]), self.config.max_stop_ids)
+        table = np.full((batch, width), -1, np.int32)
+        for row, ids in enumerate(per_row):
+            table[row, :len(ids)] = ids
+        return table
+
+
+@dataclasses.dataclass
+class GenerateOutput:
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    lengths: list[int]
+    finish_reasons: list[str]
+
+
+def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature=0.0,
+             top_p=1.0, top_k=0, stop_ids=(), seed: int = 0, *, sampler: Sampler | None = None,
+             max_len: int | None = None) -> GenerateOutput:
+    """Samples a continuation of each prompt with the model's current weights.
+
+    `prompts` is a list of token-id lists (ragged); sampling controls are scalars or one value per
+    prompt. Returns per prompt the new tokens (stop token included), their log-probs under the
+    model at temperature 1, the lengths and the finish reasons ("stop" or "length").
+    """
+    graphdef, params = nnx.split(model)
+    sampler = sampler or Sampler(graphdef)
+    longest = max(len(p) for p in prompts)
+    state = sampler.prefill(params, prompts, max_len or longest + int(np.max(max_new_tokens)), seed=seed)
+    state, result = sampler.decode(params, state, max_new_tokens, rows=range(len(prompts)),
+                                   temperature=temperature, top_p=top_p, top_k=top_k, stop_ids=stop_ids)
+    n = len(prompts)
+    return GenerateOutput(tokens=result.tokens[:n], logprobs=result.logprobs[:n],
+                          lengths=result.lengths[:n], finish_reasons=result.finish_reasons[:n])

@@ -1,0 +1,382 @@
+"""The GRPO loop: tasks → rollouts → rewards → advantages → update, with validation and checkpoints.
+
+    run(config, workdir)
+
+Each step draws P tasks, plays G episodes of each with the sampler on the trainer's own parameters,
+scores them in the environment, turns rewards into leave-one-out advantages, recomputes the "old"
+log-probs and applies one optimizer update over micro-batches. Validation runs every `val_period`
+steps on a fixed task set; Orbax checkpoints (parameters, optimizer state, step, data position,
+RNG) are saved every `save_period` steps and the run resumes from the latest one in the work
+directory; the final policy is exported as a Hugging Face directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import pathlib
+import shutil
+import signal
+import time
+import zlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from grpo_jax import chat, compile_log, config_checks, grpo, metrics as metrics_lib, optim, sharding
+from grpo_jax.checkpointing import Checkpointer, CheckpointState
+from grpo_jax.data import StreamPosition, TaskStream, validation_tasks
+from grpo_jax.envs import make_environment
+from grpo_jax.models import load_hf_model, save_hf_model
+from grpo_jax.rollout import END_TRUNCATED, RolloutBatch, RolloutConfig, RolloutEngine
+from grpo_jax.sampling import Sampler, SamplerConfig
+from grpo_jax.train_step import Learner, LossConfig, TrainState, stack_micro_batches
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+class Preempted(Exception):
+    """Raised after a SIGTERM once the state is checkpointed."""
+
+
+class _StopFlag:
+    """Turns SIGTERM into a flag the loop checks between steps (a checkpoint, then a clean exit)."""
+
+    def __init__(self):
+        self.raised = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, _frame):
+            logger.warning("received signal %d: checkpointing after the current step", signum)
+            self.raised = True
+        try:
+            previous = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread: no handler, no flag
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _rollout_metrics(batch: RolloutBatch, prefix: str) -> dict[str, float]:
+    trajectories = batch.trajectories
+    rewards = np.array([t.reward for t in trajectories], np.float64)
+    out = {
+        f"{prefix}/reward_mean": rewards.mean(), f"{prefix}/reward_std": rewards.std(),
+        f"{prefix}/turns_per_sample": np.mean([t.num_turns for t in trajectories]),
+        f"{prefix}/tool_calls_per_sample": np.mean([t.num_tool_calls for t in trajectories]),
+        f"{prefix}/parse_errors_per_sample": np.mean([t.num_parse_errors for t in trajectories]),
+        f"{prefix}/tool_errors_per_sample": np.mean([t.num_tool_errors for t in trajectories]),
+        f"{prefix}/truncation_rate": np.mean([t.end_reason == END_TRUNCATED for t in trajectories]),
+        f"{prefix}/natural_termination_rate": np.mean([t.end_reason == "answer" for t in trajectories]),
+        f"{prefix}/gen_tokens_per_sample": np.mean([t.num_generated_tokens for t in trajectories]),
+        f"{prefix}/total_tokens_per_sample": np.mean([t.length for t in trajectories]),
+        f"{prefix}/mean_prompt_length": np.mean([t.prompt_length for t in trajectories]),
+    }
+    return {k: float(v) for k, v in out.items()}
+
+
+class Trainer:
+    """Everything a GRPO (or SFT) run holds; `run()` is the loop."""
+
+    def __init__(self, config, workdir: str | pathlib.Path, *, quiet: bool = False):
+        config_checks.validate_config(config)
+        self.config = config
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.quiet = quiet
+        self.primary = jax.process_index() == 0
+        compile_log.install()
+        (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+        m, g = config.model, config.grpo
+        self.mesh = sharding.make_mesh(data=m.data_parallel_size, fsdp=m.fsdp_parallel_size,
+                                       tensor=m.tensor_model_parallel_size)
+        compute_dtype = _DTYPES[m.precision]
+        with jax.set_mesh(self.mesh):
+            self.model = load_hf_model(m.path, mesh=self.mesh, param_dtype=_DTYPES[m.param_dtype],
+                                       compute_dtype=compute_dtype, remat=m.remat,
+                                       time_step_clamp=m.time_step_clamp)
+        config_checks.validate_model_mesh(self.model.config, self.mesh, config)
+        self.tokenizer_dir = pathlib.Path(m.tokenizer_path or m.path)
+        self.tokenizer = chat.load_tokenizer(self.tokenizer_dir)
+        self.env = make_environment(config.env)
+        self.rollout = RolloutEngine(self.tokenizer, self.env, RolloutConfig(
+            max_steps=config.env.max_steps, max_total_sequence_length=m.max_total_sequence_length,
+            max_new_tokens_per_turn=config.generation.max_new_tokens_per_turn,
+            temperature=config.generation.temperature, top_p=config.generation.top_p,
+            top_k=config.generation.top_k, enable_thinking=config.generation.enable_thinking))
+        self.val_tasks = validation_tasks(config.env, num_tasks=config.validation.num_tasks,
+                                          seed=config.validation.seed)
+        longest = max(len(self.rollout.prompt_tokens(self.env.start(t))[0]) for t in self.val_tasks[:8])
+        config_checks.validate_prompt_budget(longest, config)
+
+        self.graphdef, params = nnx.split(self.model)
+        self.optimizer = optim.make_optimizer(
+            lr=config.optimizer.lr, min_lr=config.optimizer.min_lr, warmup_steps=config.optimizer.warmup_steps,
+            warmup_init_lr=config.optimizer.warmup_init_lr, max_num_steps=g.max_num_steps,
+            adam_beta1=config.optimizer.adam_beta1, adam_beta2=config.optimizer.adam_beta2,
+            adam_eps=config.optimizer.adam_eps, weight_decay=config.optimizer.weight_decay,
+            clip_grad=config.optimizer.clip_grad, schedule=config.optimizer.schedule)
+        self.lr_schedule = optim.schedule_from_config(
+            lr=config.optimizer.lr, min_lr=config.optimizer.min_lr, warmup_steps=config.optimizer.warmup_steps,
+            warmup_init_lr=config.optimizer.warmup_init_lr, max_num_steps=g.max_num_steps,
+            schedule=config.optimizer.schedule)
+        self.sft = config.mode == "sft"
+        self.learner = Learner(self.graphdef, self.optimizer, LossConfig.from_config(
+            config.loss, logprob_chunk=config.train.logprob_chunk, sft=self.sft))
+        with jax.set_mesh(self.mesh):
+            self.state = self.learner.init_state(params)
+        self.reference_params = None
+        if config.loss.reference_policy_kl_penalty > 0:
+            self.reference_params = jax.tree.map(jnp.copy, params)
+        self.sampler = Sampler(self.graphdef, SamplerConfig(
+            decode_chunk=config.generation.decode_chunk, batch_multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"],
+            min_block_bucket=config.generation.min_block_bucket, prefill_chunk=config.generation.prefill_chunk,
+            cache_multiple=config.generation.cache_multiple))
+        self._cast = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(compute_dtype), p))
+        self.compute_dtype = compute_dtype
+
+        self.checkpointer = Checkpointer(self.workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep,
+                                         keep_best=config.checkpoint.keep_best, best_metric="val_accuracy")
+        self.base_key = jax.random.key(config.seed)
+        self.stream = TaskStream(config.env, seed=config.env.task_seed, block_size=config.env.task_block_size)
+        self.start_step = 0
+        self.best_val = None
+        self._restore()
+        self.writer = metrics_lib.MetricsWriter(self.workdir, tensorboard=config.logging.tensorboard) \
+            if self.primary else None
+        self.transcripts = metrics_lib.TranscriptWriter(
+            self.workdir, max_per_step=config.logging.transcripts_per_step) if self.primary else None
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        target = CheckpointState(params=self.state.params, opt_state=self.state.opt_state, step=0)
+        restored = self.checkpointer.restore_latest_good(target=target)
+        if restored is None:
+            return
+        self.state = TrainState(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
+                                opt_state=restored.opt_state,
+                                skipped_updates=jnp.asarray(restored.metadata.get("skipped_updates", 0), jnp.int32))
+        self.base_key = restored.rng_key if restored.rng_key is not None else self.base_key
+        self.stream.position = StreamPosition.from_json(restored.data_position)
+        self.start_step = int(restored.step)
+        self.best_val = restored.metadata.get("best_val_accuracy")
+        logger.info("resumed from step %d (%s)", self.start_step, self.checkpointer.step_dir(self.start_step))
+
+    def save(self, step: int, val_accuracy: float | None = None) -> None:
+        metadata = {"skipped_updates": int(self.state.skipped_updates), "best_val_accuracy": self.best_val}
+        metrics = {} if val_accuracy is None else {"val_accuracy": val_accuracy}
+        self.checkpointer.save(step, CheckpointState(
+            params=self.state.params, opt_state=self.state.opt_state, step=step, rng_key=self.base_key,
+            data_position=self.stream.position.to_json(), metadata=metadata), metrics=metrics)
+
+    # -- rollouts --------------------------------------------------------------------------
+
+    def sampler_params(self):
+        params = self.state.params
+        leaves = jax.tree.leaves(params)
+        if leaves and leaves[0].dtype == self.compute_dtype:
+            return params
+        return self._cast(params)
+
+    def _step_seed(self, step: int, purpose: str) -> int:
+        key = jax.random.fold_in(jax.random.fold_in(self.base_key, step), hash_purpose(purpose))
+        return int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+
+    def validate(self, step: int) -> dict[str, float]:
+        cfg = self.config.validation
+        params = self.sampler_params()
+        policy = self.rollout.sampler_policy(self.sampler, params, temperature=cfg.temperature)
+        trajectories = []
+        for start in range(0, len(self.val_tasks), cfg.batch_size):
+            chunk = self.val_tasks[start:start + cfg.batch_size]
+            batch = self.rollout.run(policy, chunk, 1, seed=self._step_seed(step, f"val{start}"))
+            trajectories += batch.trajectories
+        rewards = np.array([t.reward for t in trajectories], np.float64)
+        out = {metrics_lib.VAL_ACCURACY: float(rewards.mean()),
+               "val/accuracy_stderr": float(rewards.std(ddof=1) / np.sqrt(len(rewards))) if len(rewards) > 1 else 0.0,
+               "val/num_tasks": float(len(rewards))}
+        for key in sorted({t.task.get("category") for t in trajectories} | {t.task.get("family") for t in trajectories}):
+            chosen = [t.reward for t in trajectories if key in (t.task.get("category"), t.task.get("family"))]
+            out[metrics_lib.val_category_key(str(key))] = float(np.mean(chosen))
+        out.update(_rollout_metrics(RolloutBatch(trajectories, len(trajectories), 1), "val"))
+        if self.transcripts is not None:
+            solved = [t.record() for t in trajectories if t.reward > 0][:1]
+            failed = [t.record() for t in trajectories if t.reward == 0][:1]
+            self.transcripts.write(step, solved + failed, split="validation")
+        return out
+
+    def _draw_batch(self, step: int) -> RolloutBatch:
+        g = self.config.grpo
+        policy = self.rollout.sampler_policy(self.sampler, self.sampler_params())
+        if not g.use_dynamic_sampling:
+            tasks = self.stream.take(g.num_prompts_per_step)
+            return self.rollout.run(policy, tasks, g.num_generations_per_prompt, seed=self._step_seed(step, "train"))
+        accumulator = grpo.DynamicSamplingAccumulator(g.num_prompts_per_step, g.dynamic_sampling_max_gen_batches)
+        last = None
+        while not accumulator.done:
+            tasks = self.stream.take(g.num_prompts_per_step)
+            last = self.rollout.run(policy, tasks, g.num_generations_per_prompt,
+                                    seed=self._step_seed(step, f"train{accumulator.num_batches}"))
+            groups = [last.trajectories[p * last.group_size:(p + 1) * last.group_size] for p in range(last.num_groups)]
+            accumulator.add(last.rewards_PG(), groups)
+        kept, _ = accumulator.take()
+        if len(kept) < g.num_prompts_per_step:  # budget spent: top up with the last batch's groups
+            used = {id(group[0]) for group in kept}
+            kept += [grp for grp in (last.trajectories[p * last.group_size:(p + 1) * last.group_size]
+                                     for p in range(last.num_groups)) if id(grp[0]) not in used]
+            kept = kept[:g.num_prompts_per_step]
+        trajectories = [t for group in kept for t in group]
+        for p, group in enumerate(kept):
+            for t in group:
+                t.group = p
+        return RolloutBatch(trajectories, len(kept), g.num_generations_per_prompt)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def train_batch_arrays(self, batch: RolloutBatch, advantages_B: np.ndarray) -> dict[str, np.ndarray]:
+        t = self.config.train
+        arrays = batch.arrays(length_multiple=t.length_bucket)
+        return {"tokens": arrays["tokens_BT"], "loss_mask": arrays["loss_mask_BT"],
+                "sampler_logprobs": arrays["sampler_logprobs_BT"], "advantages": advantages_B.astype(np.float32)}
+
+    def step(self, step: int) -> dict[str, Any]:
+        g, t = self.config.grpo, self.config.train
+        timings = {}
+        start = time.perf_counter()
+        batch = self._draw_batch(step)
+        timings[metrics_lib.TIMING_ROLLOUT] = time.perf_counter() - start
+
+        rewards_PG = batch.rewards_PG()
+        advantages_PG = np.asarray(grpo.compute_advantages(
+            rewards_PG, use_leave_one_out_baseline=g.use_leave_one_out_baseline,
+            normalize_rewards=g.normalize_rewards))
+        arrays = self.train_batch_arrays(batch, advantages_PG.reshape(-1))
+        stacked = stack_micro_batches(arrays, t.micro_batch_size)
+
+        start = time.perf_counter()
+        if g.old_logprobs == "sampler":
+            stacked["old_logprobs"] = stacked["sampler_logprobs"]
+        else:
+            tokens = stack_micro_batches({"tokens": arrays["tokens"]}, t.logprob_batch_size)["tokens"]
+            old, _ = self.learner.logprobs(self.state.params, tokens)
+            stacked["old_logprobs"] = np.asarray(old).reshape(stacked["tokens"].shape)
+        if self.reference_params is not None:
+            tokens = stack_micro_batches({"tokens": arrays["tokens"]}, t.logprob_batch_size)["tokens"]
+            ref, _ = self.learner.logprobs(self.reference_params, tokens)
+            stacked["reference_logprobs"] = np.asarray(ref).reshape(stacked["tokens"].shape)
+        timings[metrics_lib.TIMING_LOGPROB] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        lr = float(self.lr_schedule(int(self.state.step) - int(self.state.skipped_updates)))
+        self.state, update_metrics = self.learner.update(self.state, stacked)
+        update_metrics = {k: float(v) for k, v in jax.device_get(update_metrics).items()}
+        timings[metrics_lib.TIMING_UPDATE] = time.perf_counter() - start
+
+        out = {f"train/{k}": v for k, v in update_metrics.items()}
+        out.update(_rollout_metrics(batch, "train"))
+        out.update({f"train/{k}": float(v) for k, v in grpo.reward_metrics(rewards_PG).items()})
+        out.update({f"train/advantages/{k}": float(v) for k, v in grpo.advantage_metrics(advantages_PG).items()})
+        out[metrics_lib.TRAIN_LR] = lr
+        out["train/skipped_updates_total"] = float(self.state.skipped_updates)
+        out.update(timings)
+        if self.transcripts is not None:
+            records = sorted((tr.record() for tr in batch.trajectories), key=lambda r: -r["reward"])
+            self.transcripts.write(step, records[:1] + records[-1:], split="train")
+        return out
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        g = self.config.grpo
+        progress = metrics_lib.ProgressReporter(g.max_num_steps, start_step=self.start_step,
+                                                quiet=self.quiet or not self.primary)
+        summary: dict[str, Any] = {}
+        with _StopFlag().installed() as stop, jax.set_mesh(self.mesh):
+            if self.start_step == 0 and g.val_at_start and not self.sft:
+                record = self._log(0, self._timed_validation(0))
+                summary["val_at_start"] = record.get(metrics_lib.VAL_ACCURACY)
+            for step in range(self.start_step + 1, g.max_num_steps + 1):
+                step_start = time.perf_counter()
+                out = self.step(step)
+                val_accuracy = None
+                if not self.sft and g.val_period and step % g.val_period == 0 and step != g.max_num_steps:
+                    out.update(self._timed_validation(step))
+                    val_accuracy = out[metrics_lib.VAL_ACCURACY]
+                if step == g.max_num_steps and not self.sft and g.val_at_end:
+                    out.update(self._timed_validation(step))
+                    val_accuracy = out[metrics_lib.VAL_ACCURACY]
+                if val_accuracy is not None and (self.best_val is None or val_accuracy > self.best_val):
+                    self.best_val = val_accuracy
+                out[metrics_lib.TIMING_STEP] = time.perf_counter() - step_start
+                out["compile/count"] = float(compile_log.compile_count())
+                if step % self.config.checkpoint.save_period == 0 or step == g.max_num_steps or stop.raised:
+                    start = time.perf_counter()
+                    self.save(step, val_accuracy)
+                    out[metrics_lib.TIMING_CHECKPOINT] = time.perf_counter() - start
+                record = self._log(step, out)
+                progress.update(step, record)
+                summary.update(record)
+                if stop.raised:
+                    self.checkpointer.wait_until_finished()
+                    raise Preempted(f"stopped by SIGTERM after step {step}; checkpoint "
+                                    f"{self.checkpointer.step_dir(step)} written, rerun to resume")
+        progress.close()
+        self.checkpointer.wait_until_finished()
+        if self.config.checkpoint.export_hf and self.primary:
+            self.export(self.workdir / "hf_export")
+        if self.primary:
+            from grpo_jax import plot
+            plot.plot_workdir(self.workdir, self.workdir / "curves.png")
+        return summary
+
+    def _timed_validation(self, step: int) -> dict[str, float]:
+        start = time.perf_counter()
+        out = self.validate(step)
+        out[metrics_lib.TIMING_VALIDATION] = time.perf_counter() - start
+        return out
+
+    def _log(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        if self.writer is None:
+            return dict(metrics)
+        return self.writer.write(step, metrics)
+
+    def export(self, out_dir: pathlib.Path) -> pathlib.Path:
+        """The current policy as an HF directory (weights in param dtype, plus the tokenizer)."""
+        nnx.update(self.model, self.state.params)
+        save_hf_model(self.model, out_dir)
+        for name in TOKENIZER_FILES:
+            if (self.tokenizer_dir / name).exists():
+                shutil.copy(self.tokenizer_dir / name, out_dir / name)
+        return out_dir
+
+    def close(self) -> None:
+        self.checkpointer.wait_until_finished()
+        self.checkpointer.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def hash_purpose(purpose: str) -> int:
+    """A stable 31-bit int for a purpose string (Python's hash() is salted per process)."""
+    return zlib.crc32(purpose.encode()) & 0x7FFFFFFF
+
+
+def run(config, workdir: str | pathlib.Path, *, quiet: bool = False) -> dict[str, Any]:
+    """Trains as `config` says, in `workdir` (resuming from its latest checkpoint)."""
+    trainer = Trainer(config, workdir, quiet=quiet)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

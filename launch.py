@@ -1,0 +1,44 @@
+"""grpo_jax launcher.
+
+    python launch.py --config=configs/workplace.py[:preset] [--config.grpo.num_prompts_per_step=8] --workdir=DIR
+
+The resolved config is validated before anything is loaded or compiled, printed, and saved into
+the work directory; the run resumes from the latest checkpoint there.
+"""
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training config file, e.g. configs/workplace.py:tiny.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (checkpoints, logs, plots, exports).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or f"workdirs/{config.preset}"
+
+    from grpo_jax import config_checks, distributed  # after flag parsing: JAX starts here
+    distributed.initialize(config.distributed)
+    try:
+        config_checks.validate_config(config)
+    except config_checks.ConfigError as error:
+        sys.exit(f"invalid config: {error}")
+    print(config, flush=True)
+
+    from grpo_jax import trainer
+    try:
+        summary = trainer.run(config, workdir)
+    except trainer.Preempted as stop:
+        sys.exit(f"preempted: {stop}")
+    print(f"done: {summary.get('val/accuracy', 'n/a')} final validation accuracy; outputs in {workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

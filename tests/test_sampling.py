@@ -1,0 +1,188 @@
+"""The sampler: greedy parity with transformers, ragged continuation, log-probs, the sampling law,
+per-row stopping, no recompilation on new sampling controls, seeding, and a sharded mesh."""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from grpo_jax import compile_log
+from grpo_jax.models import NemotronHConfig, load_hf_model
+from grpo_jax.models.nemotron_h import create_model
+from grpo_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, generate, sample_tokens
+from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
+
+PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
+
+
+@pytest.fixture(scope="module")
+def hf_and_ours(tmp_path_factory):
+    hf = make_hf_model(TINY_HF_CONFIG, seed=1)
+    path = save_hf_model_dir(hf, tmp_path_factory.mktemp("hf_sampling"))
+    # HF's generate clamps dt in its prefill and not in its one-token decode: "prefill" mirrors it.
+    ours = load_hf_model(path, time_step_clamp="prefill")
+    return hf, ours
+
+
+@pytest.fixture(scope="module")
+def exact_model():
+    """A random model whose cached decode is exactly the full forward (dt clamped everywhere)."""
+    config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
+    return create_model(config, seed=3)
+
+
+@pytest.fixture(scope="module")
+def sampler(exact_model):
+    return Sampler(nnx.split(exact_model)[0], SamplerConfig(decode_chunk=4, min_block_bucket=8, cache_multiple=64))
+
+
+def _full_logprobs(model, sequence):
+    logits = model(jnp.asarray([sequence]))[0]
+    return np.asarray(jax.nn.log_softmax(logits, axis=-1))
+
+
+def test_greedy_matches_transformers_generate(hf_and_ours):
+    import torch
+
+    hf, ours = hf_and_ours
+    out = generate(ours, PROMPTS, max_new_tokens=12, temperature=0.0)
+    for prompt, tokens in zip(PROMPTS, out.tokens):
+        with torch.no_grad():
+            expected = hf.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                                   min_new_tokens=12, eos_token_id=None, pad_token_id=0)
+        assert tokens == expected[0, len(prompt):].tolist()
+    assert out.finish_reasons == [FINISH_LENGTH] * len(PROMPTS)
+    assert out.lengths == [12] * len(PROMPTS)
+
+
+def test_logprobs_equal_forward_log_softmax(exact_model):
+    out = generate(exact_model, PROMPTS, max_new_tokens=10, temperature=1.0, seed=5)
+    for prompt, tokens, logprobs in zip(PROMPTS, out.tokens, out.logprobs):
+        full = _full_logprobs(exact_model, prompt + tokens)
+        expected = [full[len(prompt) + i - 1, token] for i, token in enumerate(tokens)]
+        np.testing.assert_allclose(logprobs, expected, atol=1e-5, rtol=0)
+
+
+def test_extend_then_decode_equals_longer_prefill(exact_model, sampler):
+    params = nnx.split(exact_model)[1]
+    heads = [[3, 4, 5], [9], [20, 21, 22, 23, 24]]
+    tails = [[6, 7, 8, 9, 10, 11], [10, 11], [25]]
+    controls = dict(temperature=0.8, top_k=0, top_p=1.0)
+
+    state = sampler.prefill(params, heads, max_len=64, seed=11)
+    state = sampler.extend(params, state, tails)
+    state, split_run = sampler.decode(params, state, 9, rows=[0, 1, 2], **controls)
+
+    state = sampler.prefill(params, [h + t for h, t in zip(heads, tails)], max_len=64, seed=11)
+    state, whole_run = sampler.decode(params, state, 9, rows=[0, 1, 2], **controls)
+    assert split_run.tokens[:3] == whole_run.tokens[:3]
+    np.testing.assert_allclose(np.array(split_run.logprobs[:3]), np.array(whole_run.logprobs[:3]), atol=1e-5)
+
+
+def test_multi_turn_cache_holds_exactly_the_trajectory(exact_model, sampler):
+    """decode → extend (a ragged block on some rows only) → decode: the next-token log-probs equal
+    the full forward over prompt + generated + appended tokens."""
+    params = nnx.split(exact_model)[1]
+    state = sampler.prefill(params, PROMPTS, max_len=128, seed=2)
+    state, first = sampler.decode(params, state, [5, 3, 4], rows=[0, 1, 2], temperature=1.0)
+    appended = {0: [40, 41, 42], 2: [50]}
+    state = sampler.extend(params, state, [appended.get(r) for r in range(3)])
+    state, second = sampler.decode(params, state, 6, rows=[0, 2], temperature=1.0)
+    lengths = np.asarray(state.lengths_B)
+    for row in (0, 2):
+        sequence = PROMPTS[row] + first.tokens[row] + appended[row]
+        full = _full_logprobs(exact_model, sequence + second.tokens[row])
+        expected = [full[len(sequence) + i - 1, t] for i, t in enumerate(second.tokens[row])]
+        np.testing.assert_allclose(second.logprobs[row], expected, atol=1e-5)
+        assert lengths[row] == len(sequence) + len(second.tokens[row])
+    assert second.tokens[1] == [] and second.finish_reasons[1] is None
+    assert lengths[1] == len(PROMPTS[1]) + len(first.tokens[1])  # row 1 was left alone
+
+
+def test_rows_stop_independently_and_budgets_hold(exact_model, sampler):
+    params = nnx.split(exact_model)[1]
+    state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+    # Find, for row 0, the greedy token it emits third, and make it row 0's stop id.
+    probe_state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+    _, probe = sampler.decode(params, probe_state, 6, rows=[0, 1, 2], temperature=0.0)
+    stop_row0 = probe.tokens[0][2]
+    stop_ids = [[stop_row0], [], []]
+    state, out = sampler.decode(params, state, [6, 4, 7], rows=[0, 1, 2], temperature=0.0, stop_ids=stop_ids)
+    assert out.tokens[0] == probe.tokens[0][:probe.tokens[0].index(stop_row0) + 1]
+    assert out.finish_reasons[0] == FINISH_STOP
+    assert len(out.tokens[1]) == 4 and out.finish_reasons[1] == FINISH_LENGTH
+    assert len(out.tokens[2]) == 7 and out.finish_reasons[2] == FINISH_LENGTH
+    # Nothing is written after a stop: each cache holds prompt + emitted tokens, no more.
+    np.testing.assert_array_equal(np.asarray(state.lengths_B)[:3],
+                                  [len(p) + len(t) for p, t in zip(PROMPTS, out.tokens)])
+
+
+def test_changing_sampling_controls_compiles_nothing(exact_model, sampler):
+    params = nnx.split(exact_model)[1]
+    state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+    state, _ = sampler.decode(params, state, 4, rows=[0, 1, 2], temperature=1.0, top_p=1.0, top_k=0)
+    before = compile_log.compile_count()
+    for temperature, top_p, top_k in [(0.0, 1.0, 0), (0.7, 0.9, 0), (1.3, 1.0, 5), ([0.5, 0.0, 2.0, 1.0], 0.5, 3)]:
+        state, _ = sampler.decode(params, state, 4, rows=[0, 1, 2], temperature=temperature, top_p=top_p,
+                                  top_k=top_k, stop_ids=[7, 8])
+    assert compile_log.compile_count() == before
+
+
+def test_same_seed_same_output_other_seed_other_samples(exact_model):
+    a = generate(exact_model, PROMPTS, 16, temperature=1.0, seed=123)
+    b = generate(exact_model, PROMPTS, 16, temperature=1.0, seed=123)
+    c = generate(exact_model, PROMPTS, 16, temperature=1.0, seed=124)
+    assert a.tokens == b.tokens and a.logprobs == b.logprobs
+    assert a.tokens != c.tokens
+
+
+def _chi_square_critical(dof: int, z: float = 3.09) -> float:
+    """Upper 0.1% point of chi-square (Wilson-Hilferty; z = 3.09 for p = 0.001)."""
+    return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
+
+
+def test_sampling_frequencies_follow_softmax_with_temperature():
+    vocab, draws, temperature = 12, 20000, 0.7
+    logits_V = jnp.linspace(-2.0, 2.5, vocab) + jnp.sin(jnp.arange(vocab))
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(draws))
+    tokens = jax.jit(sample_tokens)(jnp.broadcast_to(logits_V, (draws, vocab)), keys,
+                                    jnp.full((draws,), temperature), jnp.ones((draws,)), jnp.zeros((draws,), jnp.int32))
+    counts = np.bincount(np.asarray(tokens), minlength=vocab)
+    expected = draws * np.asarray(jax.nn.softmax(logits_V / temperature))
+    statistic = float(((counts - expected) ** 2 / expected).sum())
+    assert statistic < _chi_square_critical(vocab - 1), (statistic, counts, expected.round())
+
+
+@pytest.mark.parametrize("top_p,top_k", [(0.6, 0), (1.0, 3), (0.9, 2)])
+def test_top_p_top_k_never_leave_their_set(top_p, top_k):
+    vocab, draws = 40, 4000
+    logits_BV = jax.random.normal(jax.random.key(7), (draws, vocab)) * 2.0
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(jnp.arange(draws))
+    tokens = np.asarray(jax.jit(sample_tokens)(logits_BV, keys, jnp.ones((draws,)), jnp.full((draws,), top_p),
+                                               jnp.full((draws,), top_k, jnp.int32)))
+    probs = np.asarray(jax.nn.softmax(logits_BV, axis=-1))
+    order = np.argsort(-probs, axis=-1)
+    for row in range(draws):
+        ranked = probs[row, order[row]]
+        keep = np.cumsum(ranked) - ranked < top_p
+        if top_k:
+            keep &= np.arange(vocab) < top_k
+        keep[0] = True
+        assert tokens[row] in set(order[row][keep].tolist())
+
+
+def test_sampler_under_a_tensor_and_data_parallel_mesh():
+    from grpo_jax import sharding
+
+    config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
+    single = generate(create_model(config, seed=4), PROMPTS, 8, temperature=0.0)
+    mesh = sharding.make_mesh(data=4, fsdp=1, tensor=2)
+    with jax.set_mesh(mesh):
+        model = create_model(config, seed=4, mesh=mesh)
+        graphdef = nnx.split(model)[0]
+        sharded = generate(model, PROMPTS, 8, temperature=0.0,
+                           sampler=Sampler(graphdef, SamplerConfig(batch_multiple=4)))
+    assert sharded.tokens == single.tokens
