@@ -10,7 +10,14 @@ command line. The default preset carries the NeMo Gym tutorial's seed values und
 """
 import ml_collections
 
-PRESETS = ("default", "recipe", "tiny")
+# The tiny run's task families and the tools its prompt shows (see README, "The embedded tiny run").
+TINY_FAMILIES = ("R1", "R2", "R4", "E3", "P2", "C11")
+TINY_TOOLS = (
+    "company_directory_find_email_address", "email_send_email", "calendar_create_event",
+    "project_management_create_task", "customer_relationship_manager_search_customers",
+    "customer_relationship_manager_update_customer", "customer_relationship_manager_delete_customer",
+)
+PRESETS = ("default", "recipe", "tiny", "tiny_sft")
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -32,6 +39,7 @@ def _base() -> ml_collections.ConfigDict:
     model.fsdp_parallel_size = 1
     model.data_parallel_size = -1        # -1: whatever devices remain
     model.remat = "full"                 # per-block rematerialisation: none | full | dots_saveable
+    model.attention_query_chunk = 512    # longer attention runs query chunk by query chunk
     # transformers 5.24 clamps dt only in its chunked prefill; "always" keeps the sampler's
     # one-token decode and the trainer's full forward on the same math.
     model.time_step_clamp = "always"
@@ -110,7 +118,7 @@ def _base() -> ml_collections.ConfigDict:
     env.task_block_size = 256             # training tasks are generated this many at a time
     env.families = ""                     # comma-separated family ids; empty = every family
     env.tool_names = ""                   # comma-separated tools shown to the model; empty = all 27
-    env.compact_tools = False
+    env.tool_schema = "full"              # "full", "compact" or "minimal" (small context windows)
     env.system_prompt = "full"            # "full" (NeMo Gym's text) or "short"
 
     # --- validation ------------------------------------------------------------------------
@@ -159,6 +167,59 @@ def _recipe(config: ml_collections.ConfigDict) -> None:
     config.checkpoint.max_to_keep = 3
 
 
+def _tiny(config: ml_collections.ConfigDict) -> None:
+    """The embedded tiny model on a laptop CPU: same loop and code paths, small numbers."""
+    config.model.model_name = "grpo_jax/tiny-workplace"
+    config.model.path = "assets/tiny-workplace"
+    config.model.max_total_sequence_length = 2048
+    config.model.precision = "float32"
+    config.model.tensor_model_parallel_size = 1
+    config.model.data_parallel_size = 1   # one CPU device: XLA uses the cores within it
+    config.model.remat = "none"
+    config.model.attention_query_chunk = 2048  # dense attention: the tiny run's sequences are short
+    config.grpo.num_prompts_per_step = 16
+    config.grpo.num_generations_per_prompt = 8
+    config.grpo.max_num_steps = 30
+    config.grpo.val_period = 10
+    config.optimizer.lr = 1.0e-4
+    config.optimizer.min_lr = 1.0e-5
+    config.optimizer.warmup_steps = 0
+    config.train.micro_batch_size = 32
+    config.train.logprob_batch_size = 64
+    config.train.length_bucket = 128
+    config.train.logprob_chunk = 512
+    config.generation.max_new_tokens_per_turn = 256
+    config.generation.decode_chunk = 16
+    config.generation.prefill_chunk = 1024
+    config.generation.cache_multiple = 256
+    config.env.tool_names = ",".join(TINY_TOOLS)
+    config.env.tool_schema = "minimal"
+    config.env.system_prompt = "short"
+    config.env.families = ",".join(TINY_FAMILIES)
+    config.env.train_sandboxes = 64
+    config.validation.num_tasks = 256
+    config.validation.batch_size = 128
+    config.checkpoint.save_period = 10
+    config.checkpoint.max_to_keep = 2
+
+
+def _tiny_sft(config: ml_collections.ConfigDict) -> None:
+    """Supervised warm start of the tiny model on expert trajectories (same trainer, mode "sft")."""
+    config.mode = "sft"
+    config.model.path = "/tmp/tiny-workplace-init"
+    config.grpo.num_prompts_per_step = 32
+    config.grpo.max_num_steps = 300
+    config.grpo.val_at_start = False
+    config.optimizer.lr = 1.0e-3
+    config.optimizer.min_lr = 1.0e-4
+    config.optimizer.warmup_steps = 20
+    config.optimizer.warmup_init_lr = 0.0
+    config.optimizer.weight_decay = 0.0
+    config.train.micro_batch_size = 32
+    config.train.logprob_batch_size = 32
+    config.checkpoint.save_period = 100
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = (arg or "default").strip() or "default"
     if preset not in PRESETS:
@@ -167,7 +228,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.preset = preset
     if preset == "recipe":
         _recipe(config)
-    elif preset == "tiny":
-        from configs import tiny  # the embedded demo's values live beside this file
-        tiny.apply(config)
+    elif preset in ("tiny", "tiny_sft"):
+        _tiny(config)
+        if preset == "tiny_sft":
+            _tiny_sft(config)
     return config

@@ -62,7 +62,10 @@ def _get(config, setting: str):
 
 
 def mesh_sizes(config, device_count: int) -> dict[str, int]:
-    """The data / fsdp / tensor sizes the config asks for, with -1 resolved (or a ConfigError)."""
+    """The data / fsdp / tensor sizes the config asks for, with -1 resolved (or a ConfigError).
+
+    Without a -1 the mesh may use fewer devices than there are (the first ones), e.g. a one-device
+    run on a larger machine."""
     m = config.model
     sizes = {"data": m.data_parallel_size, "fsdp": m.fsdp_parallel_size, "tensor": m.tensor_model_parallel_size}
     names = {"data": "model.data_parallel_size", "fsdp": "model.fsdp_parallel_size",
@@ -74,16 +77,14 @@ def mesh_sizes(config, device_count: int) -> dict[str, int]:
     if len(free) > 1:
         raise ConfigError(f"only one mesh axis may be -1, got {[names[a] for a in free]}")
     fixed = math.prod(size for size in sizes.values() if size != -1)
-    if device_count % fixed:
-        raise ConfigError(
-            f"mesh sizes {', '.join(f'{names[a]}={s}' for a, s in sizes.items() if s != -1)} multiply to "
-            f"{fixed}, which does not divide the {device_count} available devices")
+    listed = ", ".join(f"{names[a]}={s}" for a, s in sizes.items() if s != -1)
     if free:
+        if device_count % fixed:
+            raise ConfigError(f"mesh sizes {listed} multiply to {fixed}, which does not divide the "
+                              f"{device_count} available devices, so {names[free[0]]}=-1 cannot fill them")
         sizes[free[0]] = device_count // fixed
-    elif fixed != device_count:
-        raise ConfigError(
-            f"mesh sizes {sizes} use {fixed} devices but {device_count} are available; set one axis to -1 "
-            f"or make the product {device_count}")
+    elif fixed > device_count:
+        raise ConfigError(f"mesh sizes {listed} need {fixed} devices but only {device_count} are available")
     return sizes
 
 
@@ -102,6 +103,7 @@ def validate_config(config, device_count: int | None = None) -> None:
     _choice(config, "model.remat", REMATS)
     _choice(config, "model.time_step_clamp", TIME_STEP_CLAMPS)
     _positive_int(config, "model.max_total_sequence_length")
+    _positive_int(config, "model.attention_query_chunk")
     sizes = mesh_sizes(config, jax.device_count() if device_count is None else device_count)
 
     g = config.grpo
@@ -169,6 +171,7 @@ def validate_config(config, device_count: int | None = None) -> None:
     _choice(config, "env.name", ("workplace", "workplace_assistant"))
     _positive_int(config, "env.max_steps")
     _choice(config, "env.sandbox", SANDBOXES)
+    _choice(config, "env.tool_schema", ("full", "compact", "minimal"))
     if env.sandbox == "csv" and not pathlib.Path(env.csv_dir).is_dir():
         _fail("env.csv_dir", env.csv_dir, "an existing directory of sandbox CSVs (with env.sandbox='csv')")
     _positive_int(config, "env.train_sandboxes")
@@ -220,4 +223,4 @@ def validate_prompt_budget(prompt_tokens: int, config) -> None:
         raise ConfigError(
             f"config.model.max_total_sequence_length={budget} is not longer than the prompt "
             f"({prompt_tokens} tokens with the system prompt and tool schemas): raise it or shorten the "
-            "prompt (env.tool_names, env.compact_tools, env.system_prompt)")
+            "prompt (env.tool_names, env.tool_schema, env.system_prompt)")

@@ -70,6 +70,7 @@ class Trajectory:
     end_reason: str = ""
     reward: float = 0.0
     info: dict = dataclasses.field(default_factory=dict)
+    final_message: str | None = None  # the visible text of the turn that ended the episode
 
     @property
     def length(self) -> int:
@@ -233,7 +234,7 @@ class RolloutEngine:
                     trajectories[row].loss_mask += [0] * len(blocks[row])
                     trajectories[row].sampler_logprobs += [0.0] * len(blocks[row])
         for trajectory, episode in zip(trajectories, episodes):
-            outcome = episode.finish()
+            outcome = episode.finish(trajectory.final_message)
             trajectory.reward = float(outcome.reward)
             trajectory.info = dict(outcome.info)
             trajectory.num_tool_errors = int(outcome.info.get("num_failed_calls", 0))
@@ -250,13 +251,15 @@ class RolloutEngine:
         trajectory.num_turns = turn
         text = chat.decode_tokens(self.tokenizer, generated)
         trajectory.transcript.append(chat.assistant_message_from_generation(text))
-        if result.finish_reasons[row] != FINISH_STOP:
-            # The turn was cut by the sequence (or per-turn) budget before its end-of-turn token.
-            trajectory.truncated, trajectory.end_reason = True, END_TRUNCATED
-            return None
         parsed = chat.parse_assistant(text, episode.tools, thinking=thinking)
+        if result.finish_reasons[row] != FINISH_STOP:
+            # The turn was cut by the sequence (or per-turn) budget before its end-of-turn token;
+            # what it said so far is still scored (answer-scored environments read it).
+            trajectory.truncated, trajectory.end_reason = True, END_TRUNCATED
+            trajectory.final_message = parsed.content
+            return None
         if not parsed.needs_response:
-            trajectory.end_reason = END_ANSWER
+            trajectory.end_reason, trajectory.final_message = END_ANSWER, parsed.content
             return None
         responses = self._respond(episode, parsed)
         trajectory.num_tool_calls += len(parsed.tool_calls)

@@ -7,7 +7,9 @@ the work, each over a donated `SamplerState` that carries the model's hybrid cac
 * `extend` appends a ragged block of tokens per row (prefill is `extend` on an empty cache;
   a tool response plus chat glue is `extend` on a live cache, without recomputing the history);
 * `decode` runs `lax.scan` over `decode_chunk` steps; a Python loop calls chunks until every row
-  has stopped or spent its budget, so a batch exits early instead of running to the maximum;
+  has stopped or spent its budget, so a batch exits early instead of running to the maximum.
+  Attention reads only a power-of-two bucket of the KV buffer that covers the longest live row
+  (at least `min_attend_bucket`), so a step's reads follow the tokens held, not the buffer size;
 * `gather_rows` selects / repeats rows (one prefill per prompt, then G copies of its cache).
 
 Sampling controls (temperature, top-p, top-k, stop ids, budgets) are per-row arrays, so changing
@@ -45,10 +47,16 @@ class SamplerConfig:
     prefill_chunk: int = 2048       # longer blocks are appended in pieces of this many tokens
     cache_multiple: int = 128       # cache lengths are rounded up to a multiple of this
     max_stop_ids: int = 8           # stop-id slots per row (more are rounded up to a multiple)
+    # Decode attends to the first `bucket` KV positions, bucket = the next power of two >= the
+    # longest live row + decode_chunk, at least this, at most the cache length. Each bucket is
+    # one decode program (logged); at 16 KiB of bf16 KV per token (9B), 1024 positions of a
+    # batch of 16 are ~1% of the weight bytes a step reads, so smaller buckets would only add
+    # programs.
+    min_attend_bucket: int = 1024
 
     def __post_init__(self):
         for name in ("decode_chunk", "batch_multiple", "min_block_bucket", "prefill_chunk",
-                     "cache_multiple", "max_stop_ids"):
+                     "cache_multiple", "max_stop_ids", "min_attend_bucket"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SamplerConfig.{name} must be a positive int, got {value!r}")
@@ -128,6 +136,14 @@ def sample_tokens(logits_BV, keys_B, temperature_B, top_p_B, top_k_B):
     return jnp.where(greedy_B, jnp.argmax(logits_BV, axis=-1).astype(jnp.int32), sampled_B)
 
 
+def token_logprobs(logits_BV, token_B):
+    """log softmax(logits)[token] per row, as logits[token] - logsumexp(logits): two reductions
+    over the vocabulary instead of a (B, V) log-softmax array that is then indexed."""
+    logits_BV = logits_BV.astype(jnp.float32)
+    picked_B = jnp.take_along_axis(logits_BV, token_B[:, None], axis=-1)[:, 0]
+    return picked_B - jax.nn.logsumexp(logits_BV, axis=-1)
+
+
 def _row_keys(seed, row_ids_B):
     base = jax.random.key(seed)
     return jax.vmap(lambda row: jax.random.fold_in(base, row))(row_ids_B)
@@ -146,7 +162,8 @@ def _extend_program(graphdef, params, state: SamplerState, tokens_BT, num_valid_
     return state.replace(cache=cache, next_logits_BV=next_logits_BV)
 
 
-def _decode_program(num_steps, graphdef, params, state: SamplerState, controls, done_B, num_new_B):
+def _decode_program(num_steps, graphdef, attend_len, params, state: SamplerState, controls,
+                    done_B, num_new_B):
     model = nnx.merge(graphdef, params)
     temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B = controls
 
@@ -154,8 +171,7 @@ def _decode_program(num_steps, graphdef, params, state: SamplerState, controls, 
         state, done_B, num_new_B = carry
         keys_B = jax.vmap(jax.random.fold_in)(state.row_keys_B, state.num_sampled_B)
         token_B = sample_tokens(state.next_logits_BV, keys_B, temperature_B, top_p_B, top_k_B)
-        logprobs_BV = jax.nn.log_softmax(state.next_logits_BV, axis=-1)
-        logprob_B = jnp.take_along_axis(logprobs_BV, token_B[:, None], axis=-1)[:, 0]
+        logprob_B = token_logprobs(state.next_logits_BV, token_B)
         active_B = ~done_B
         num_new_B = num_new_B + active_B
         stopped_B = jnp.any(token_B[:, None] == stop_ids_BS, axis=-1)
@@ -163,7 +179,8 @@ def _decode_program(num_steps, graphdef, params, state: SamplerState, controls, 
         # Every emitted token (the stop token too) enters the cache, so a later `extend` continues
         # right after it; rows that were already done write nothing.
         hidden_BTD, cache = model.forward(
-            token_B[:, None], cache=state.cache, num_valid_B=active_B.astype(jnp.int32))
+            token_B[:, None], cache=state.cache, num_valid_B=active_B.astype(jnp.int32),
+            attend_len=attend_len)
         logits_BV = model.logits(hidden_BTD[:, 0]).astype(jnp.float32)
         state = state.replace(
             cache=cache,
@@ -216,9 +233,13 @@ class Sampler:
         self.config = config
         compile_log.install()
         self._extend = jax.jit(functools.partial(_extend_program, graphdef), donate_argnums=(1,))
-        self._decode = jax.jit(
-            functools.partial(_decode_program, config.decode_chunk, graphdef), donate_argnums=(1,))
-        self._gather = jax.jit(_gather_program, donate_argnums=(0,))
+        # One jitted function per attend bucket (a static argument): jit caches per bucket.
+        self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk, graphdef),
+                               static_argnums=(0,), donate_argnums=(2,))
+        # Gathering into the same batch size reuses the old buffers; a different size cannot (and
+        # donating would only warn), so that case has its own function.
+        self._gather_in_place = jax.jit(_gather_program, donate_argnums=(0,))
+        self._gather_resize = jax.jit(_gather_program)
         self._init = jax.jit(self._init_program, static_argnums=(1, 2))
 
     # -- buckets ---------------------------------------------------------------------------
@@ -231,6 +252,10 @@ class Sampler:
 
     def cache_bucket(self, length: int) -> int:
         return _round_up(max(length, 1), self.config.cache_multiple)
+
+    def attend_bucket(self, length: int, capacity: int) -> int:
+        """KV positions a decode chunk attends to when its rows hold up to `length` tokens."""
+        return min(capacity, max(self.config.min_attend_bucket, _next_power_of_two(length)))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -308,8 +333,9 @@ class Sampler:
         row_ids_B = np.arange(padded, dtype=np.int32)
         if row_ids is not None:
             row_ids_B[:len(index)] = np.asarray(row_ids, dtype=np.int32)
+        gather = self._gather_in_place if padded == state.batch_size else self._gather_resize
         with compile_log.CompileWatch(f"sampler.gather[{state.batch_size}->{padded}]"):
-            return self._gather(state, index_B, row_ids_B, jnp.uint32(seed))
+            return gather(state, index_B, row_ids_B, jnp.uint32(seed))
 
     def decode(self, params, state: SamplerState, max_new_tokens, *, rows: Sequence[int] | None = None,
                temperature=1.0, top_p=1.0, top_k=0, stop_ids=()) -> tuple[SamplerState, DecodeResult]:
@@ -323,7 +349,9 @@ class Sampler:
         active = np.zeros((batch,), bool)
         active[list(range(batch)) if rows is None else list(rows)] = True
         budget_B = _per_row(max_new_tokens, batch, "max_new_tokens", np.int32)
-        room_B = self._capacity(state) - np.asarray(jax.device_get(state.lengths_B))
+        capacity = self._capacity(state)
+        start_lengths_B = np.asarray(jax.device_get(state.lengths_B))
+        room_B = capacity - start_lengths_B
         budget_B = np.where(active, np.minimum(budget_B, room_B), 0).astype(np.int32)
         controls = (
             _per_row(temperature, batch, "temperature", np.float32),
@@ -342,9 +370,14 @@ class Sampler:
         for row in np.flatnonzero(active & done_B):
             finish[row] = FINISH_LENGTH
         while not np.all(done_B):
-            with compile_log.CompileWatch(f"sampler.decode[B={batch},S={self._capacity(state)}]"):
+            # Rows still decoding hold at most this many tokens at the end of the chunk; rows that
+            # are done write nothing, and their (discarded) outputs may ignore later positions.
+            longest = int(np.max(np.where(done_B, 0, start_lengths_B + num_new_B)))
+            attend = self.attend_bucket(longest + self.config.decode_chunk, capacity)
+            with compile_log.CompileWatch(
+                    f"sampler.decode[B={batch},S={capacity},attend={attend}]"):
                 state, done_dev, num_new_dev, outputs = self._decode(
-                    params, state, controls, done_B, num_new_B)
+                    attend, params, state, controls, done_B, num_new_B)
             token_KB, logprob_KB, active_KB, stopped_KB = jax.device_get(outputs)
             done_B, num_new_B = np.asarray(jax.device_get(done_dev)), np.asarray(jax.device_get(num_new_dev))
             for k in range(token_KB.shape[0]):
@@ -369,6 +402,13 @@ class Sampler:
         return table
 
 
+@functools.lru_cache(maxsize=8)
+def _default_sampler(graphdef) -> Sampler:
+    """One default Sampler per model architecture, so repeated `generate` calls reuse its
+    compiled programs (a new Sampler would compile everything again)."""
+    return Sampler(graphdef)
+
+
 @dataclasses.dataclass
 class GenerateOutput:
     tokens: list[list[int]]
@@ -387,7 +427,7 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, tempe
     model at temperature 1, the lengths and the finish reasons ("stop" or "length").
     """
     graphdef, params = nnx.split(model)
-    sampler = sampler or Sampler(graphdef)
+    sampler = sampler or _default_sampler(graphdef)
     longest = max(len(p) for p in prompts)
     state = sampler.prefill(params, prompts, max_len or longest + int(np.max(max_new_tokens)), seed=seed)
     state, result = sampler.decode(params, state, max_new_tokens, rows=range(len(prompts)),

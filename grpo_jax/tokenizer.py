@@ -3,7 +3,8 @@
 For models trained from scratch on our task text (the real 131072-token Nemotron vocabulary is far
 larger than such models need). The result is a Hugging Face tokenizer directory::
 
-    out_dir/tokenizer.json          byte-level BPE, digits split one per token
+    out_dir/tokenizer.json          byte-level BPE, digits split one per token, identifiers
+                                    with underscores kept whole as words
     out_dir/tokenizer_config.json   bos <s>, eos <SPECIAL_12>, pad <SPECIAL_3>, no BOS added,
                                     chat_template = chat.JINJA_CHAT_TEMPLATE (renders like chat.render)
 
@@ -38,6 +39,10 @@ PAD_TOKEN = "<SPECIAL_3>"  # unused by the chat format, so padding never collide
 RESERVED_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>") + tuple(f"<SPECIAL_{k}>" for k in range(3, 13))
 MARKUP_TOKENS = chat.MARKUP_STRINGS
 _BYTE_ALPHABET_SIZE = 256
+# GPT-2's word split, except that underscores join letters into one word: tool and field names
+# (`customer_relationship_manager_update_customer`) can then become single tokens, which keeps the
+# tool list in a small model's prompt short.
+WORD_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}_]+| ?\p{N}+| ?[^\s\p{L}\p{N}_]+|\s+(?!\S)|\s+""")
 
 
 def _reserved_pattern(reserved: tuple[str, ...]) -> re.Pattern[str]:
@@ -62,7 +67,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | os.Pat
     `vocab_size` bounds the total number of tokens, added tokens included (BPE stops earlier when the
     corpus has no more pairs seen `min_frequency` times). Load the result with `chat.load_tokenizer`.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     added = RESERVED_SPECIAL_TOKENS + (MARKUP_TOKENS if markup_tokens else ())
     smallest = len(added) + _BYTE_ALPHABET_SIZE
@@ -75,7 +80,8 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | os.Pat
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
     # All added strings are passed as trainer special tokens so they take ids 0..len(added)-1 in order.

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from grpo_jax import chat, compile_log, config_checks, grpo, metrics as metrics_lib, optim, sharding
+from grpo_jax import chat, compile_log, config_checks, grpo, metrics as metrics_lib, optim, sft, sharding
 from grpo_jax.checkpointing import Checkpointer, CheckpointState
 from grpo_jax.data import StreamPosition, TaskStream, validation_tasks
 from grpo_jax.envs import make_environment
@@ -99,13 +99,17 @@ class Trainer:
         (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
         m, g = config.model, config.grpo
-        self.mesh = sharding.make_mesh(data=m.data_parallel_size, fsdp=m.fsdp_parallel_size,
-                                       tensor=m.tensor_model_parallel_size)
+        sizes = config_checks.mesh_sizes(config, jax.device_count())
+        devices = jax.devices()[:sizes["data"] * sizes["fsdp"] * sizes["tensor"]]
+        if len(devices) < jax.device_count():
+            logger.warning("the mesh uses %d of the %d devices", len(devices), jax.device_count())
+        self.mesh = sharding.make_mesh(**sizes, devices=devices)
         compute_dtype = _DTYPES[m.precision]
         with jax.set_mesh(self.mesh):
             self.model = load_hf_model(m.path, mesh=self.mesh, param_dtype=_DTYPES[m.param_dtype],
                                        compute_dtype=compute_dtype, remat=m.remat,
-                                       time_step_clamp=m.time_step_clamp)
+                                       time_step_clamp=m.time_step_clamp,
+                                       attention_query_chunk=m.attention_query_chunk)
         config_checks.validate_model_mesh(self.model.config, self.mesh, config)
         self.tokenizer_dir = pathlib.Path(m.tokenizer_path or m.path)
         self.tokenizer = chat.load_tokenizer(self.tokenizer_dir)
@@ -252,6 +256,27 @@ class Trainer:
                 "sampler_logprobs": arrays["sampler_logprobs_BT"], "advantages": advantages_B.astype(np.float32)}
 
     def step(self, step: int) -> dict[str, Any]:
+        return self._sft_step(step) if self.sft else self._grpo_step(step)
+
+    def _sft_step(self, step: int) -> dict[str, Any]:
+        """Masked cross-entropy on expert trajectories, replayed through the rollout loop."""
+        start = time.perf_counter()
+        batch = sft.expert_batch(self.rollout, self.stream.take(self.config.grpo.num_prompts_per_step))
+        arrays = batch.arrays(length_multiple=self.config.train.length_bucket)
+        stacked = stack_micro_batches({"tokens": arrays["tokens_BT"], "loss_mask": arrays["loss_mask_BT"]},
+                                      self.config.train.micro_batch_size)
+        timings = {metrics_lib.TIMING_ROLLOUT: time.perf_counter() - start}
+        start = time.perf_counter()
+        lr = float(self.lr_schedule(int(self.state.step) - int(self.state.skipped_updates)))
+        self.state, update_metrics = self.learner.update(self.state, stacked)
+        out = {f"train/{k}": float(v) for k, v in jax.device_get(update_metrics).items()}
+        timings[metrics_lib.TIMING_UPDATE] = time.perf_counter() - start
+        out.update(_rollout_metrics(batch, "train/expert"))
+        out[metrics_lib.TRAIN_LR] = lr
+        out.update(timings)
+        return out
+
+    def _grpo_step(self, step: int) -> dict[str, Any]:
         g, t = self.config.grpo, self.config.train
         timings = {}
         start = time.perf_counter()
@@ -298,30 +323,34 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Trains up to grpo.max_num_steps; with `stop_after`, returns after that step with a
+        checkpoint written (a time slice: the next run in the same work directory resumes)."""
         g = self.config.grpo
         progress = metrics_lib.ProgressReporter(g.max_num_steps, start_step=self.start_step,
                                                 quiet=self.quiet or not self.primary)
         summary: dict[str, Any] = {}
         with _StopFlag().installed() as stop, jax.set_mesh(self.mesh):
-            if self.start_step == 0 and g.val_at_start and not self.sft:
+            if self.start_step == 0 and g.val_at_start:
                 record = self._log(0, self._timed_validation(0))
                 summary["val_at_start"] = record.get(metrics_lib.VAL_ACCURACY)
             for step in range(self.start_step + 1, g.max_num_steps + 1):
                 step_start = time.perf_counter()
                 out = self.step(step)
                 val_accuracy = None
-                if not self.sft and g.val_period and step % g.val_period == 0 and step != g.max_num_steps:
+                if g.val_period and step % g.val_period == 0 and step != g.max_num_steps:
                     out.update(self._timed_validation(step))
                     val_accuracy = out[metrics_lib.VAL_ACCURACY]
-                if step == g.max_num_steps and not self.sft and g.val_at_end:
+                if step == g.max_num_steps and g.val_at_end:
                     out.update(self._timed_validation(step))
                     val_accuracy = out[metrics_lib.VAL_ACCURACY]
                 if val_accuracy is not None and (self.best_val is None or val_accuracy > self.best_val):
                     self.best_val = val_accuracy
                 out[metrics_lib.TIMING_STEP] = time.perf_counter() - step_start
                 out["compile/count"] = float(compile_log.compile_count())
-                if step % self.config.checkpoint.save_period == 0 or step == g.max_num_steps or stop.raised:
+                pausing = stop_after is not None and step >= stop_after and step != g.max_num_steps
+                if (step % self.config.checkpoint.save_period == 0 or step == g.max_num_steps or stop.raised
+                        or pausing):
                     start = time.perf_counter()
                     self.save(step, val_accuracy)
                     out[metrics_lib.TIMING_CHECKPOINT] = time.perf_counter() - start
@@ -332,6 +361,9 @@ class Trainer:
                     self.checkpointer.wait_until_finished()
                     raise Preempted(f"stopped by SIGTERM after step {step}; checkpoint "
                                     f"{self.checkpointer.step_dir(step)} written, rerun to resume")
+                if pausing:
+                    self.checkpointer.wait_until_finished()
+                    return summary
         progress.close()
         self.checkpointer.wait_until_finished()
         if self.config.checkpoint.export_hf and self.primary:
@@ -373,10 +405,11 @@ def hash_purpose(purpose: str) -> int:
     return zlib.crc32(purpose.encode()) & 0x7FFFFFFF
 
 
-def run(config, workdir: str | pathlib.Path, *, quiet: bool = False) -> dict[str, Any]:
+def run(config, workdir: str | pathlib.Path, *, quiet: bool = False, stop_after: int | None = None
+        ) -> dict[str, Any]:
     """Trains as `config` says, in `workdir` (resuming from its latest checkpoint)."""
     trainer = Trainer(config, workdir, quiet=quiet)
     try:
-        return trainer.run()
+        return trainer.run(stop_after=stop_after)
     finally:
         trainer.close()

@@ -4,7 +4,7 @@ The rollout engine drives every environment through three calls::
 
     episode = env.start(task_row)              # its own copy of the world
     texts = episode.call_tools([ToolCall(...)]) # one response text per call, run in order
-    result = episode.finish()                  # EpisodeResult(reward, info)
+    result = episode.finish(final_message)     # EpisodeResult(reward, info)
 
 `episode.messages` (system + user) and `episode.tools` (OpenAI function schemas) go into the
 prompt. An environment never raises on a malformed call: an unknown tool, bad JSON or a wrong
@@ -50,8 +50,12 @@ class Episode(Protocol):
         """Runs `calls` in order on this episode's world; returns one response text per call."""
         ...
 
-    def finish(self) -> EpisodeResult:
-        """Scores the episode; may be called once the model has stopped calling tools."""
+    def finish(self, final_message: str | None = None) -> EpisodeResult:
+        """Scores the episode once the model has stopped calling tools.
+
+        `final_message` is the visible text of the model's last turn (None when the episode was cut
+        before an answer): environments scored on the answer read it, state-scored ones ignore it.
+        """
         ...
 
 

@@ -193,12 +193,18 @@ class Mamba2Mixer(nnx.Module):
         A_GH = -jnp.exp(self.A_log[...].astype(_F32)).reshape(g, hg)
         x_BTGHP = x_BTHP.reshape(b, t, g, hg, p)
         dt_BTGH = dt_BTH.reshape(b, t, g, hg)
-        state_BGHPN = None if cache is None else cache.ssm.reshape(b, g, hg, p, -1)
         if recurrent:
-            y_BGHP, state_BGHPN = ssd.ssd_step(state_BGHPN, x_BTGHP[:, 0], dt_BTGH[:, 0], A_GH,
-                                               B_BTGN[:, 0], C_BTGN[:, 0])
-            y_BTGHP = y_BGHP[:, None]
+            # On the cache's own (B, H, P, N) state, with B and C repeated to heads (small), and
+            # rows without a token kept inside the step: the state is read and written once, in
+            # place (see `ssd_step_heads`).
+            y_BHP, state_BHPN = ssd.ssd_step_heads(
+                cache.ssm, x_BTHP[:, 0], dt_BTH[:, 0], A_GH.reshape(-1),
+                jnp.repeat(B_BTGN[:, 0], hg, axis=1), jnp.repeat(C_BTGN[:, 0], hg, axis=1),
+                update_B=num_valid_B > 0)
+            y_BTGHP = y_BHP.reshape(b, 1, g, hg, p)
+            state_BGHPN = state_BHPN
         else:
+            state_BGHPN = None if cache is None else cache.ssm.reshape(b, g, hg, p, -1)
             y_BTGHP, state_BGHPN = ssd.ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN,
                                                    c.chunk_size, state_BGHPN)
         y_BTGHP = y_BTGHP + self.D[...].astype(_F32).reshape(g, hg)[..., None] * x_BTGHP
@@ -211,7 +217,8 @@ class Mamba2Mixer(nnx.Module):
         if cache is None:
             return out_BTD, None
         return out_BTD, _updated_cache(cache, num_valid_B, state_BGHPN,
-                                       (x_window, b_window, c_window))
+                                       (x_window, b_window, c_window),
+                                       state_selected=recurrent)
 
     def _time_step(self, dt_raw_BTH, recurrent: bool):
         """softplus(dt_raw + dt_bias) in float32, clamped to >= time_step_min where the rule says.
@@ -225,16 +232,27 @@ class Mamba2Mixer(nnx.Module):
         return dt_BTH
 
 
-def _updated_cache(cache: MambaLayerCache, num_valid_B, state_BGHPN, windows):
+def _updated_cache(cache: MambaLayerCache, num_valid_B, state_BGHPN, windows,
+                   state_selected: bool = False):
     """Each row's conv columns and SSM state at its last valid token; rows without valid tokens
-    keep their cache bit for bit."""
+    keep their cache bit for bit. `state_selected`: the state already kept those rows."""
     appended_B = num_valid_B > 0
     width = cache.conv_x.shape[1]
     conv_x, conv_b, conv_c = (
-        _keep_rows(appended_B, _last_columns(window, num_valid_B, width), old)
+        _keep_rows(appended_B, _new_columns(window, num_valid_B, width), old)
         for window, old in zip(windows, (cache.conv_x, cache.conv_b, cache.conv_c)))
-    ssm = _keep_rows(appended_B, state_BGHPN.reshape(cache.ssm.shape), cache.ssm)
+    ssm = state_BGHPN.reshape(cache.ssm.shape).astype(cache.ssm.dtype)
+    if not state_selected:
+        ssm = _keep_rows(appended_B, ssm, cache.ssm)
     return constrain_layer_cache(MambaLayerCache(conv_x, conv_b, conv_c, ssm))
+
+
+def _new_columns(window_BW_, num_valid_B, width: int):
+    """`_last_columns` for rows that appended tokens. With one new column the answer is the last
+    `width` columns, a static slice: no gather (rows without a token are restored by the caller)."""
+    if window_BW_.shape[1] == width + 1:
+        return window_BW_[:, 1:]
+    return _last_columns(window_BW_, num_valid_B, width)
 
 
 class Attention(nnx.Module):
@@ -249,7 +267,10 @@ class Attention(nnx.Module):
         self.v_proj = _param(v.astype(c.param_dtype), "embed", "kv_heads", None)
         self.o_proj = _param(o.astype(c.param_dtype), "heads", None, "embed")
 
-    def __call__(self, u_BTD, cache: AttentionLayerCache | None, num_valid_B, lengths_B):
+    def __call__(self, u_BTD, cache: AttentionLayerCache | None, num_valid_B, lengths_B,
+                 attend_len: int | None = None):
+        """`attend_len` (static): attend to the first attend_len buffer positions only; the
+        caller promises every row holds at most that many tokens after this call."""
         cdt = self.config.compute_dtype
         b, t, _ = u_BTD.shape
         q_BTHD = jnp.einsum("btd,dhk->bthk", u_BTD, _use(self.q_proj, cdt))
@@ -273,9 +294,13 @@ class Attention(nnx.Module):
             values_BSKD = cache.values.at[row_BT, write_pos_BT].set(
                 v_BTKD.astype(cache.values.dtype), mode="drop")
             new_cache = constrain_layer_cache(AttentionLayerCache(keys_BSKD, values_BSKD))
-            keys_BSKD, values_BSKD = new_cache.keys.astype(cdt), new_cache.values.astype(cdt)
+            keys_BSKD, values_BSKD = new_cache.keys, new_cache.values
+            if attend_len is not None and attend_len < max_len:
+                keys_BSKD, values_BSKD = keys_BSKD[:, :attend_len], values_BSKD[:, :attend_len]
+            keys_BSKD, values_BSKD = keys_BSKD.astype(cdt), values_BSKD.astype(cdt)
         out_BTHD = causal_attention(q_BTHD, keys_BSKD, values_BSKD, query_pos_BT,
-                                    query_chunk=self.config.attention_query_chunk)
+                                    query_chunk=self.config.attention_query_chunk,
+                                    self_attention=cache is None)
         out_BTD = jnp.einsum("bthk,hkd->btd", out_BTHD, _use(self.o_proj, cdt))
         return out_BTD, new_cache
 
@@ -307,12 +332,12 @@ class Block(nnx.Module):
         self.norm = RMSNorm(config)
         self.mixer = self.MIXERS[layer_type](config, rngs=rngs)
 
-    def __call__(self, x_BTD, layer_cache, num_valid_B, lengths_B):
+    def __call__(self, x_BTD, layer_cache, num_valid_B, lengths_B, attend_len: int | None = None):
         h_BTD = self.norm(x_BTD)
         if self.layer_type == "mamba":
             h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B)
         elif self.layer_type == "attention":
-            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B, lengths_B)
+            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B, lengths_B, attend_len)
         else:
             h_BTD = self.mixer(h_BTD)
         return constrain(x_BTD + h_BTD, ("batch", None, "act_embed")), layer_cache

@@ -25,12 +25,14 @@ from grpo_jax.models.layers import Block, RMSNorm, draw_normal
 from grpo_jax.sharding import constrain
 
 
-def _remat_block(block: Block, *args, policy):
+def _remat_block(block: Block, *args, policy, attend_len=None):
     """Block.__call__ under jax.checkpoint. Blocks never mutate their state, so the state goes in
-    as a plain argument (which also works when the model is a closure constant of a jit)."""
+    as a plain argument (which also works when the model is a closure constant of a jit); the
+    static `attend_len` is closed over, never traced."""
     graphdef, state = nnx.split(block)
-    return jax.checkpoint(lambda state, *args: nnx.merge(graphdef, state)(*args),
-                          policy=policy)(state, *args)
+    return jax.checkpoint(
+        lambda state, *args: nnx.merge(graphdef, state)(*args, attend_len=attend_len),
+        policy=policy)(state, *args)
 
 
 class NemotronH(nnx.Module):
@@ -61,8 +63,8 @@ class NemotronH(nnx.Module):
     def init_cache(self, batch_size: int, max_len: int) -> Cache:
         return init_cache(self.config, batch_size, max_len)
 
-    def forward(self, input_ids_BT, cache: Cache | None = None, num_valid_B=None
-                ) -> tuple[jax.Array, Cache | None]:
+    def forward(self, input_ids_BT, cache: Cache | None = None, num_valid_B=None, *,
+                attend_len: int | None = None) -> tuple[jax.Array, Cache | None]:
         """Hidden states after norm_f (B, T, D) in compute dtype, and the updated cache.
 
         Without a cache this is the training forward; `num_valid_B` is not needed there, since the
@@ -71,9 +73,14 @@ class NemotronH(nnx.Module):
         the remaining tokens are right padding that changes nothing, and rows with 0 valid tokens
         come back bit for bit. T = 1 uses the recurrent one-token update, T > 1 the chunked scan.
         Tokens past the cache's max_len are dropped from the KV buffers; callers size the cache.
+
+        `attend_len` (a static int, with a cache only): attention reads only the first attend_len
+        positions of each KV buffer, so a decode step's reads scale with the tokens held rather
+        than the buffer size. The caller promises that no row holds more than attend_len tokens
+        after this call (the sampler passes a bucket of its longest live row).
         """
         c = self.config
-        b, t = self._check_inputs(input_ids_BT, cache, num_valid_B)
+        b, t = self._check_inputs(input_ids_BT, cache, num_valid_B, attend_len)
         if cache is not None:
             num_valid_B = (jnp.full((b,), t, jnp.int32) if num_valid_B is None
                            else jnp.clip(jnp.asarray(num_valid_B, jnp.int32), 0, t))
@@ -81,8 +88,11 @@ class NemotronH(nnx.Module):
 
         x_BTD = jnp.take(self.embedding[...], input_ids_BT, axis=0).astype(c.compute_dtype)
         x_BTD = constrain(x_BTD, ("batch", None, "act_embed"))
-        apply_block = Block.__call__ if c.remat == "none" else functools.partial(
-            _remat_block, policy=REMAT_POLICIES[c.remat])
+        if c.remat == "none":
+            apply_block = functools.partial(Block.__call__, attend_len=attend_len)
+        else:
+            apply_block = functools.partial(_remat_block, policy=REMAT_POLICIES[c.remat],
+                                            attend_len=attend_len)
         layer_caches = {"mamba": [], "attention": []}
         for block in self.layers:
             layer_cache = None
@@ -99,7 +109,7 @@ class NemotronH(nnx.Module):
                                  mamba=tuple(layer_caches["mamba"]),
                                  attention=tuple(layer_caches["attention"]))
 
-    def _check_inputs(self, input_ids_BT, cache, num_valid_B) -> tuple[int, int]:
+    def _check_inputs(self, input_ids_BT, cache, num_valid_B, attend_len=None) -> tuple[int, int]:
         """Static checks, so bad input fails here and not deep inside a trace."""
         shape, dtype = np.shape(input_ids_BT), getattr(input_ids_BT, "dtype", None)
         if len(shape) != 2 or dtype is None or not jnp.issubdtype(dtype, jnp.integer):
@@ -111,6 +121,8 @@ class NemotronH(nnx.Module):
         if cache is None:
             return b, t
         c = self.config
+        if attend_len is not None and (not isinstance(attend_len, int) or attend_len < 1):
+            raise ValueError(f"attend_len={attend_len!r}: expected a positive int (static)")
         counts = (len(cache.mamba), len(cache.attention))
         expected = (c.layer_types.count("mamba"), c.layer_types.count("attention"))
         if counts != expected:

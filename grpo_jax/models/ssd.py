@@ -92,12 +92,37 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     return y_BTGHP, final_state_BGHPN
 
 
-def ssd_step(state_BGHPN, x_BGHP, dt_BGH, A_GH, B_BGN, C_BGN):
-    """One recurrent step. Returns (y_BGHP float32, new_state_BGHPN float32)."""
-    dt_BGH = dt_BGH.astype(_F32)
-    decay_BGH = jnp.exp(dt_BGH * A_GH.astype(_F32))
-    input_BGHP = dt_BGH[..., None] * x_BGHP.astype(_F32)
-    state_BGHPN = (state_BGHPN.astype(_F32) * decay_BGH[..., None, None]
-                   + input_BGHP[..., None] * B_BGN.astype(_F32)[:, :, None, None, :])
-    y_BGHP = jnp.einsum("bghpn,bgn->bghp", state_BGHPN, C_BGN.astype(_F32))
-    return y_BGHP, state_BGHPN
+def ssd_step(state_BGHPN, x_BGHP, dt_BGH, A_GH, B_BGN, C_BGN, update_B=None):
+    """One recurrent step. Returns (y_BGHP float32, new_state_BGHPN float32).
+
+    `update_B` (bool, optional): rows where it is False keep their state bit for bit.
+    """
+    b, g, h, p, n = state_BGHPN.shape
+    heads = lambda v: jnp.repeat(v, h, axis=1)  # noqa: E731 - (B, G, N) -> (B, G*H, N)
+    y_BHP, state_BHPN = ssd_step_heads(
+        state_BGHPN.reshape(b, g * h, p, n), x_BGHP.reshape(b, g * h, p),
+        dt_BGH.reshape(b, g * h), A_GH.reshape(g * h), heads(B_BGN), heads(C_BGN), update_B)
+    return y_BHP.reshape(b, g, h, p), state_BHPN.reshape(b, g, h, p, n)
+
+
+def ssd_step_heads(state_BHPN, x_BHP, dt_BH, A_H, B_BHN, C_BHN, update_B=None):
+    """`ssd_step` over flat heads, with B and C already given per head (B_BHN, C_BHN).
+
+    Decoding reads and writes the whole state every step (the largest per-step traffic after the
+    weights), so the step is written to read it exactly once and update it in place:
+
+    * the state keeps the cache's (B, H, P, N) shape: in the compiled CPU decode loop, updating a
+      grouped (B, G, H/G, P, N) view of it made XLA copy every layer's state once per step;
+    * the row selection and the readout y = state · C are elementwise / reduce consumers that
+      fuse with the update; a matmul readout would read the new state a second time.
+    """
+    dt_BH = dt_BH.astype(_F32)
+    decay_BH = jnp.exp(dt_BH * A_H.astype(_F32))
+    input_BHP = dt_BH[..., None] * x_BHP.astype(_F32)
+    old_BHPN = state_BHPN.astype(_F32)
+    state_BHPN = (old_BHPN * decay_BH[..., None, None]
+                  + input_BHP[..., None] * B_BHN.astype(_F32)[:, :, None, :])
+    if update_B is not None:
+        state_BHPN = jnp.where(update_B[:, None, None, None], state_BHPN, old_BHPN)
+    y_BHP = jnp.sum(state_BHPN * C_BHN.astype(_F32)[:, :, None, :], axis=-1)
+    return y_BHP, state_BHPN

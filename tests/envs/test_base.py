@@ -40,7 +40,7 @@ class TargetEpisode:
             texts.append("ok")
         return texts
 
-    def finish(self) -> EpisodeResult:
+    def finish(self, final_message: str | None = None) -> EpisodeResult:
         return EpisodeResult(float(self.target in self.said), {"said": self.said})
 
 
@@ -74,7 +74,7 @@ def test_parse_arguments_rejects_the_rest_with_the_message_for_the_model(argumen
 
 def test_make_environment_builds_the_workplace_from_the_config():
     config = types.SimpleNamespace(name="workplace", sandbox="generated", sandbox_seed=0, csv_dir="",
-                                   now="2023-11-30 23:59:00", tool_names="", compact_tools=False, system_prompt="full")
+                                   now="2023-11-30 23:59:00", tool_names="", tool_schema="full", system_prompt="full")
     env = make_environment(config)
     assert env.name == "workplace_assistant"
     with pytest.raises(ValueError, match="unknown environment"):

@@ -15,7 +15,7 @@ from grpo_jax.envs.base import EpisodeResult, JsonDict, ToolCall
 from grpo_jax.envs.workplace.execution import respond
 from grpo_jax.envs.workplace.prompts import FULL, PROMPT_VARIANTS, system_prompt
 from grpo_jax.envs.workplace.sandbox import Sandbox
-from grpo_jax.envs.workplace.schemas import chat_tools, select_tools
+from grpo_jax.envs.workplace.schemas import SCHEMA_STYLES, chat_tools, select_tools
 from grpo_jax.envs.workplace.verifier import compare_worlds, expected_world, replay
 
 ENVIRONMENT_NAME = "workplace_assistant"
@@ -26,16 +26,18 @@ class WorkplaceOptions:
     """What the model is shown. The tools themselves never change.
 
     tool_names: the tools in the prompt (all 27 when empty); calls to the others still work.
-    compact_tools: schemas without parameter descriptions, for small context windows.
+    tool_schema: how the schemas are written, "full", "compact" or "minimal" (small context windows).
     system_prompt: "full" (the task's own system message, NeMo Gym's text) or "short".
     """
 
     tool_names: tuple[str, ...] = ()
-    compact_tools: bool = False
+    tool_schema: str = "full"
     system_prompt: str = FULL
 
     def __post_init__(self):
         select_tools(self.tool_names)  # rejects unknown names now rather than at the first episode
+        if self.tool_schema not in SCHEMA_STYLES:
+            raise ValueError(f"tool_schema={self.tool_schema!r}; expected one of {SCHEMA_STYLES}")
         if self.system_prompt not in PROMPT_VARIANTS:
             raise ValueError(f"system_prompt={self.system_prompt!r}; expected one of {PROMPT_VARIANTS}")
 
@@ -48,7 +50,7 @@ class WorkplaceEnvironment:
     def __init__(self, sandbox: Sandbox | None = None, options: WorkplaceOptions = WorkplaceOptions()):
         self.default_sandbox = sandbox
         self.options = options
-        self._tools = chat_tools(options.tool_names, compact=options.compact_tools)
+        self._tools = chat_tools(options.tool_names, style=options.tool_schema)
         self._sandboxes: dict[str, Sandbox] = {}
 
     @classmethod
@@ -61,7 +63,7 @@ class WorkplaceEnvironment:
         else:
             raise ValueError(f"env.sandbox={config.sandbox!r}; expected 'generated' or 'csv'")
         tool_names = tuple(name for name in str(config.tool_names).split(",") if name.strip())
-        options = WorkplaceOptions(tuple(name.strip() for name in tool_names), bool(config.compact_tools),
+        options = WorkplaceOptions(tuple(name.strip() for name in tool_names), str(config.tool_schema),
                                    str(config.system_prompt))
         return cls(sandbox, options)
 
@@ -119,8 +121,9 @@ class WorkplaceEpisode:
             texts.append(text)
         return texts
 
-    def finish(self) -> EpisodeResult:
-        """Reward 1.0 when the world equals the ground truth's end state, else 0.0."""
+    def finish(self, final_message: str | None = None) -> EpisodeResult:
+        """Reward 1.0 when the world equals the ground truth's end state, else 0.0 (the answer's
+        text is not scored, as in NeMo Gym and WorkBench)."""
         world = replay(self._sandbox, self._calls) if self._needs_verifier_replay else self._world
         verdict = compare_worlds(world, expected_world(self._sandbox, self._ground_truth))
         info = {

@@ -5,8 +5,9 @@ Two renderings of the same ToolSpecs:
   {"type": "function", "name", "description", "parameters": {..., "additionalProperties": false},
   "strict": false}.
 - `chat_tools`: Chat Completions tools for the chat template, {"type": "function", "function":
-  {...}}. With compact=True only names, types and required lists remain and each description is
-  cut to its first sentence, so a small model's context can hold the tools.
+  {...}}, in one of three styles: "full" (every description), "compact" (parameter descriptions
+  dropped, each tool description cut to its first sentence) and "minimal" (names, the parameter
+  list and the required list only), so a small model's context can hold the tools.
 """
 from __future__ import annotations
 
@@ -35,13 +36,23 @@ def responses_tools(tool_names: Sequence[str] | None = None) -> list[dict[str, A
             for tool in select_tools(tool_names)]
 
 
-def chat_tools(tool_names: Sequence[str] | None = None, compact: bool = False) -> list[dict[str, Any]]:
-    """Chat Completions schemas for the prompt; `compact` drops parameter descriptions."""
+SCHEMA_STYLES = ("full", "compact", "minimal")
+
+
+def chat_tools(tool_names: Sequence[str] | None = None, style: str = "full") -> list[dict[str, Any]]:
+    """Chat Completions schemas for the prompt, in one of `SCHEMA_STYLES` (see module doc)."""
+    if style not in SCHEMA_STYLES:
+        raise ValueError(f"tool schema style {style!r}; expected one of {SCHEMA_STYLES}")
     tools = []
     for tool in select_tools(tool_names):
-        description = _first_sentence(tool.description) if compact else tool.description
-        tools.append({"type": "function", "function": {
-            "name": tool.name, "description": description, "parameters": _parameters(tool, compact)}})
+        if style == "minimal":
+            function = {"name": tool.name, "parameters": [param.name for param in tool.params],
+                        "required": list(tool.required)}
+        else:
+            compact = style == "compact"
+            description = _first_sentence(tool.description) if compact else tool.description
+            function = {"name": tool.name, "description": description, "parameters": _parameters(tool, compact)}
+        tools.append({"type": "function", "function": function})
     return tools
 
 

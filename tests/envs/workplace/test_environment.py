@@ -66,7 +66,7 @@ def test_null_arguments_are_scored_the_verifier_way(tiny):
 
 
 def test_options_select_tools_compact_schemas_and_the_short_prompt(tiny):
-    options = WorkplaceOptions(("email_delete_email", "email_search_emails"), compact_tools=True, system_prompt="short")
+    options = WorkplaceOptions(("email_delete_email", "email_search_emails"), tool_schema="compact", system_prompt="short")
     episode = WorkplaceEnvironment(tiny, options).start(task())
     assert [t["function"]["name"] for t in episode.tools] == ["email_search_emails", "email_delete_email"]
     assert episode.messages[0]["content"].startswith("Now: Thursday, 2023-11-30")
@@ -76,6 +76,8 @@ def test_options_select_tools_compact_schemas_and_the_short_prompt(tiny):
         WorkplaceOptions(("email_shred_email",))
     with pytest.raises(ValueError, match="system_prompt"):
         WorkplaceOptions(system_prompt="long")
+    with pytest.raises(ValueError, match="tool_schema"):
+        WorkplaceOptions(tool_schema="tiny")
 
 
 def test_a_task_names_its_own_sandbox(company):

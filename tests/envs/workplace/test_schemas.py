@@ -24,7 +24,7 @@ def test_the_27_schemas_match_nemo_gym(nemo_examples):
 def test_chat_tools_subset_and_compact_rendering():
     full = chat_tools()
     assert len(full) == 27 and full[0]["type"] == "function" and "description" in full[0]["function"]
-    compact = chat_tools(["email_send_email", "email_search_emails"], compact=True)
+    compact = chat_tools(["email_send_email", "email_search_emails"], style="compact")
     assert [t["function"]["name"] for t in compact] == ["email_search_emails", "email_send_email"]
     parameters = compact[1]["function"]["parameters"]
     text = {"type": "string"}
@@ -33,6 +33,13 @@ def test_chat_tools_subset_and_compact_rendering():
     assert len(str(compact)) < len(str(chat_tools(["email_send_email", "email_search_emails"])))
     with pytest.raises(ValueError, match="unknown tool names"):
         chat_tools(["email_shred_email"])
+    minimal = chat_tools(["email_send_email"], style="minimal")
+    assert minimal == [{"type": "function", "function": {
+        "name": "email_send_email", "parameters": ["recipient", "subject", "body"],
+        "required": ["recipient", "subject", "body"]}}]
+    assert len(str(minimal)) < len(str(chat_tools(["email_send_email"], style="compact")))
+    with pytest.raises(ValueError, match="tool schema style"):
+        chat_tools(style="tiny")
 
 
 def test_system_prompts():

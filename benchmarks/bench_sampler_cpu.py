@@ -1,0 +1,126 @@
+"""Our sampler against transformers' `generate` on the same small model, side by side, on CPU.
+
+    python benchmarks/bench_sampler_cpu.py [--prompt 64] [--new 128] [--prompts 4] [--generations 4]
+                                           [--runs 3] [--decode-chunk 16]
+
+Both models hold the same random float32 weights (ours is imported from the transformers
+checkpoint). The batch is P prompts x G generations (the seed config: 4 x 4 = 16 rows), every
+prompt `--prompt` tokens, `--new` new tokens per row with no stop token (so both run the full
+length). Rows:
+
+* greedy and T=1 (no top-k / top-p) through `grpo_jax.sampling.generate` on the 16 rows, against
+  `model.generate` on the same 16 rows (do_sample False / True, top_k=0, top_p=1);
+* the rollout path: prefill the P prompts once, `gather_rows` to P x G, decode at T=1.
+
+Every path is called once to warm up (our compilations happen there: reported separately as
+compile time) and then timed as the median of `--runs` steady calls. Tokens/s counts new tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import BENCH_HF_CONFIG, first_and_median, machine_line, table  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from grpo_jax import compile_log  # noqa: E402
+from grpo_jax.models import load_hf_model  # noqa: E402
+from grpo_jax.sampling import Sampler, SamplerConfig, generate  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--decode-chunk", type=int, default=SamplerConfig().decode_chunk)
+    args = parser.parse_args()
+    batch = args.prompts * args.generations
+
+    print(machine_line())
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"transformers {transformers.__version__}")
+    print(f"config {BENCH_HF_CONFIG}")
+    print(f"batch {args.prompts} prompts x {args.generations} = {batch} rows, prompt {args.prompt} "
+          f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, float32, median of "
+          f"{args.runs} steady runs\n")
+
+    torch.manual_seed(0)
+    hf = transformers.NemotronHForCausalLM(transformers.NemotronHConfig(**BENCH_HF_CONFIG)).eval()
+    with tempfile.TemporaryDirectory() as path:
+        hf.save_pretrained(path)
+        model = load_hf_model(path)
+    graphdef, params = nnx.split(model)
+    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk))
+
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(3, BENCH_HF_CONFIG["vocab_size"], (args.prompts, args.prompt))
+    rows_np = np.repeat(distinct, args.generations, axis=0)
+    rows = rows_np.tolist()
+    rows_torch = torch.as_tensor(rows_np)
+    new = args.new
+
+    def ours(temperature):
+        def run():
+            return generate(model, rows, new, temperature=temperature, seed=1, sampler=sampler)
+        return run
+
+    def ours_rollout():
+        state = sampler.prefill(params, distinct.tolist(), args.prompt + new, seed=1)
+        state = sampler.gather_rows(state, np.repeat(np.arange(args.prompts), args.generations),
+                                    seed=1)
+        return sampler.decode(params, state, new, rows=range(batch), temperature=1.0)
+
+    def theirs(sample: bool):
+        extra = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(
+            do_sample=False)
+
+        def run():
+            with torch.no_grad():
+                return hf.generate(rows_torch, max_new_tokens=new, eos_token_id=None,
+                                   pad_token_id=0, **extra)
+        return run
+
+    results = []
+    compiles_before = compile_log.compile_count()
+    for name, our_fn, their_fn in [("greedy", ours(0.0), theirs(False)),
+                                   ("T=1", ours(1.0), theirs(True)),
+                                   ("rollout: prefill P, gather to PxG, T=1", ours_rollout, None)]:
+        seen = compile_log.compile_count()
+        our_first, our_time = first_and_median(our_fn, args.runs)
+        compiled = compile_log.compile_count() - seen
+        their_time = first_and_median(their_fn, args.runs)[1] if their_fn else None
+        results.append((name, our_time, our_first - our_time, compiled, their_time))
+
+    greedy = generate(model, rows, new, temperature=0.0, sampler=sampler).tokens
+    expected = theirs(False)()[:, args.prompt:].tolist()
+    agree = np.mean([a == b for row_a, row_b in zip(greedy, expected) for a, b in zip(row_a, row_b)])
+
+    tokens = batch * new
+    print(table(
+        ["path", "ours ms", "ours tok/s", "compile s", "programs", "transformers ms",
+         "transformers tok/s", "speed-up"],
+        [[name, ours_s * 1e3, tokens / ours_s, compile_s, str(compiled),
+          "-" if theirs_s is None else f"{theirs_s * 1e3:.1f}",
+          "-" if theirs_s is None else f"{tokens / theirs_s:.0f}",
+          "-" if theirs_s is None else f"{theirs_s / ours_s:.2f}x"]
+         for name, ours_s, compile_s, compiled, theirs_s in results]))
+    print(f"\ncompilations in this run: {compile_log.compile_count() - compiles_before} "
+          f"({compile_log.compile_seconds():.1f} s in XLA backend compiles)")
+    print(f"greedy tokens equal to transformers' greedy tokens: {agree:.1%} of {tokens}")
+
+
+if __name__ == "__main__":
+    main()

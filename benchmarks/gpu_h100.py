@@ -1,0 +1,614 @@
+"""One-run H100 benchmark of grpo_jax: ceilings, decode, prefill, train step, one GRPO step.
+
+    python benchmarks/gpu_h100.py                 # H100 80GB: ~6-8 minutes, one process
+    python benchmarks/gpu_h100.py --smoke         # tiny sizes on CPU, < 2 minutes: proves the script
+    OUT=/some/dir python benchmarks/gpu_h100.py   # also writes $OUT/gpu_h100.json (after every section)
+
+Imports only jax, flax, optax, numpy and grpo_jax modules built on those (no torch, transformers,
+safetensors, orbax). Sections, in order (each prints as it finishes; a table closes the run):
+
+1. ceilings: device copy bandwidth (bytes read + written) and the bf16 matmul rate (8192^3),
+   measured here, in this run, as the denominators of everything below;
+2. decode (batch 16, 64, 256): the 9B shape with random bf16 parameters made on device, fp32
+   Mamba state, through the FULL sampling loop (`Sampler.decode`: T=1 sampling over the 131,072
+   vocabulary, log-probs, cache writes, stop checks, one host round trip per chunk). The cache
+   holds a synthetic context of `DECODE_CONTEXT` tokens (lengths set, contents zero: the cost of
+   a step does not depend on the values). Reported: ms/step, tokens/s and the fraction of the HBM
+   roofline = (weights read + Mamba state read and written + KV read) / measured bandwidth;
+3. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
+4. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
+   compute, full remat) of a `TRAIN_PATTERN` slice of the 9B (9B widths, real block order, with
+   embedding and lm_head) at sequence 4096; MFU = (6 N T + attention) / time / measured matmul rate;
+5. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
+   decode), log-prob recomputation (Learner.logprobs), update; synthetic rewards;
+6. train_cudnn (only if time is left): the train step with cuDNN flash attention
+   (`attention.use_implementation("cudnn")`).
+
+Time guard: `--budget-s` (default 450) is the whole run's budget. A section that would not fit
+(its estimate plus what the higher-priority sections after it need) is skipped and listed; an
+alarm interrupts a section that overruns its allotment at the next Python statement (not inside
+an XLA compile). Results so far are printed and written to $OUT whatever happens.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes on the CPU backend: checks the script end to end")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="whole-run budget in seconds (default 450; --smoke: 110)")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated subset of: " + ",".join(
+                            ["ceilings", "decode_16", "decode_64", "prefill", "decode_256",
+                             "train", "grpo", "train_cudnn"]))
+    parser.add_argument("--train-layers", type=int, default=None,
+                        help="layers of the train slice (default: the TRAIN_PATTERN)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    _ARGS = _parse_args()
+    if _ARGS.smoke:
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    else:
+        # JAX preallocates 75% of the GPU by default; the 9B decode at batch 256 and the train
+        # step need more.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.94")
+
+sys.path.insert(0, HERE)
+from _common import REPO_ROOT, block, machine_line, table  # noqa: E402,F401
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from grpo_jax import compile_log, grpo, optim  # noqa: E402
+from grpo_jax.models import attention  # noqa: E402
+from grpo_jax.models.config import NemotronHConfig  # noqa: E402
+from grpo_jax.models.layers import Block  # noqa: E402
+from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
+from grpo_jax.sampling import Sampler, SamplerConfig  # noqa: E402
+from grpo_jax.train_step import LossConfig, Learner, stack_micro_batches  # noqa: E402
+
+NINE_B = "nemotron-nano-9b-v2"
+# 12 consecutive blocks of the 9B pattern (layers 9-20): 6 Mamba, 5 MLP, 1 attention, the 9B's
+# proportions. fp32 master weights + grads + Adam moments: ~2.8B params x 16 B = 45 GB with the
+# embedding and lm_head (benchmarks/memory_plan.py checks the plan).
+TRAIN_PATTERN = "M-M-M*-M-M-M"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    copy_elements: int            # float32 elements of the bandwidth test (read once, written once)
+    matmul: int                   # n of the n x n x n bf16 matmul
+    timing_repeats: int           # calls per timed batch of the ceilings
+    decode_batches: tuple
+    decode_cache: int             # KV buffer positions of the decode tests
+    decode_context: int           # synthetic tokens already in the cache
+    decode_chunk: int
+    decode_steps: int             # timed decode steps (after one warm-up chunk)
+    prefill_lengths: tuple
+    prefill_piece: int
+    train_seq: int
+    train_micro_batch: int        # b
+    train_micro_batches: int      # M (b x M trajectories per update)
+    train_timed_steps: int
+    grpo_prompts: int             # P
+    grpo_generations: int         # G (P x G = b x M)
+    grpo_prompt_len: int          # prompt + generated = train_seq
+    model_overrides: dict         # applied to the 9B preset (smoke: tiny widths)
+
+
+FULL = Sizes(
+    copy_elements=1 << 30, matmul=8192, timing_repeats=10,
+    decode_batches=(16, 64, 256), decode_cache=2048, decode_context=896, decode_chunk=32,
+    decode_steps=96, prefill_lengths=(4096, 16384), prefill_piece=4096,
+    train_seq=4096, train_micro_batch=2, train_micro_batches=8, train_timed_steps=2,
+    grpo_prompts=4, grpo_generations=4, grpo_prompt_len=256, model_overrides={},
+)
+SMOKE = Sizes(
+    copy_elements=1 << 22, matmul=256, timing_repeats=3,
+    decode_batches=(2, 4, 8), decode_cache=256, decode_context=40, decode_chunk=8,
+    decode_steps=16, prefill_lengths=(64, 256), prefill_piece=64,
+    train_seq=128, train_micro_batch=2, train_micro_batches=2, train_timed_steps=1,
+    grpo_prompts=2, grpo_generations=2, grpo_prompt_len=32,
+    model_overrides=dict(vocab_size=512, hidden_size=64, layer_pattern="M-M*-M-",
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16,
+                         ssm_state_size=16, n_groups=2, chunk_size=32),
+)
+
+# Seconds each section is expected to take on an H100 (compiles included; guesses until the first
+# GPU run replaces them), and whether it may be skipped to save the budget for later ones.
+ESTIMATE_S = {"ceilings": 20, "model_9b": 30, "decode_16": 60, "decode_64": 60, "prefill": 60,
+              "decode_256": 65, "train": 120, "grpo": 75, "train_cudnn": 90}
+OPTIONAL = {"prefill", "decode_256", "train_cudnn"}
+
+
+class SectionTimeout(Exception):
+    pass
+
+
+class Guard:
+    """The run's time budget and per-section alarms."""
+
+    def __init__(self, budget_s: float, scale: float):
+        self.start = time.perf_counter()
+        self.budget_s = budget_s
+        self.scale = scale  # estimates are for the H100; the smoke run scales them down
+        self.skipped: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def remaining(self) -> float:
+        return self.budget_s - self.elapsed()
+
+    def fits(self, name: str, later_required: list[str]) -> bool:
+        need = (ESTIMATE_S.get(name, 60) + sum(ESTIMATE_S.get(n, 60) for n in later_required))
+        return self.remaining() >= need * self.scale
+
+    @contextlib.contextmanager
+    def alarm(self, seconds: float):
+        """Raises SectionTimeout in the main thread after `seconds` (at a Python statement)."""
+        def handler(signum, frame):
+            raise SectionTimeout(f"section ran past its {seconds:.0f} s allotment")
+        previous = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, max(1.0, seconds))
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def timed(fn, repeats: int = 1) -> float:
+    """Seconds per call of `fn` (which must block on its results), median of `repeats`."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def nbytes(tree) -> int:
+    return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def model_config(sizes: Sizes, **overrides) -> NemotronHConfig:
+    return NemotronHConfig.preset(NINE_B, **{**sizes.model_overrides, **overrides})
+
+
+def random_params(config: NemotronHConfig, seed: int = 0):
+    """(graphdef, params) of a randomly initialised NemotronH, made directly on the device in
+    `config.param_dtype` by the model's own initialisers, ONE BLOCK PER COMPILED CALL.
+
+    `create_model` initialises the whole model in one program; for the 9B in bf16 the CPU compiler
+    plans 142 GB of scratch for it (every float32 draw live at once, measured with
+    memory_analysis), which would not fit an 80 GB H100. Block by block, the scratch is one
+    block's draws; the three block types compile once each.
+    """
+    model = nnx.eval_shape(lambda: NemotronH(config, rngs=nnx.Rngs(seed)))
+    init_block = jax.jit(lambda key, layer_type: nnx.state(
+        Block(config, layer_type, rngs=nnx.Rngs(params=key))), static_argnums=1)
+    for i, layer in enumerate(model.layers):
+        nnx.update(layer, block(init_block(jax.random.key(seed * 1000 + i), layer.layer_type)))
+    draw = jax.jit(lambda key, shape: (config.initializer_range * jax.random.normal(
+        key, shape, jnp.float32)).astype(config.param_dtype), static_argnums=1)
+    model.embedding.value = block(draw(jax.random.key(seed * 1000 + 998), model.embedding.shape))
+    model.lm_head.value = block(draw(jax.random.key(seed * 1000 + 999), model.lm_head.shape))
+    model.norm_f.weight.value = jnp.ones(model.norm_f.weight.shape, config.param_dtype)
+    graphdef, params = nnx.split(model)
+    leaves = jax.tree.leaves(params)
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+        raise RuntimeError("random_params left an abstract parameter")
+    return graphdef, params
+
+
+def matmul_params(config: NemotronHConfig) -> int:
+    """Parameters that take part in matmuls per token: all but the embedding table (a gather)."""
+    abstract = nnx.state(nnx.eval_shape(lambda: NemotronH(config, rngs=nnx.Rngs(0))))
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract))
+    return total - config.vocab_size * config.hidden_size
+
+
+def attention_flops_per_sequence(config: NemotronHConfig, seq: int, train: bool) -> float:
+    """QK^T and PV of every attention layer over the full T x T square (the PaLM MFU convention:
+    no causal halving); x3 for forward + backward."""
+    layers = config.layer_types.count("attention")
+    forward = 4 * seq * seq * config.num_attention_heads * config.head_dim * layers
+    return forward * (3 if train else 1)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def section_ceilings(sizes: Sizes, results: dict):
+    x = jnp.zeros((sizes.copy_elements,), jnp.float32)
+    add = jax.jit(lambda x, c: x + c)
+    block(add(x, 1.0))
+
+    def run_copy():
+        out = None
+        for i in range(sizes.timing_repeats):
+            out = add(x, float(i))
+        block(out)
+
+    seconds = timed(run_copy, 3) / sizes.timing_repeats
+    bandwidth = 2 * x.nbytes / seconds
+    del x
+    n = sizes.matmul
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.bfloat16)
+    matmul = jax.jit(lambda a, b: a @ b)
+    block(matmul(a, b))
+
+    def run_matmul():
+        out = None
+        for _ in range(sizes.timing_repeats):
+            out = matmul(a, b)
+        block(out)
+
+    seconds_mm = timed(run_matmul, 3) / sizes.timing_repeats
+    results["ceilings"] = dict(copy_bytes=2 * sizes.copy_elements * 4, copy_s=seconds,
+                               bandwidth_Bps=bandwidth, matmul_n=n,
+                               matmul_flops_per_s=2 * n ** 3 / seconds_mm)
+    print(f"[ceilings] copy {bandwidth / 1e12:.3f} TB/s (read + write of "
+          f"{sizes.copy_elements * 4 / 2**30:.2f} GiB), bf16 matmul {n}^3 "
+          f"{2 * n ** 3 / seconds_mm / 1e12:.1f} TFLOP/s", flush=True)
+
+
+def decode_bytes_per_step(config, params, cache, batch: int, attend: int) -> dict:
+    """HBM bytes one decode step must move at least (the roofline's numerator)."""
+    weights = nbytes(params) - (config.vocab_size - batch) * config.hidden_size * jnp.dtype(
+        config.param_dtype).itemsize  # the embedding table is gathered: B rows
+    mamba = nbytes(cache.mamba)
+    kv_per_position = sum(
+        2 * batch * c.keys.shape[2] * c.keys.shape[3] * jnp.dtype(c.keys.dtype).itemsize
+        for c in cache.attention)
+    return dict(weights=weights, mamba_read_write=2 * mamba, kv_read=kv_per_position * attend,
+                kv_full_buffer=kv_per_position * cache.max_len)
+
+
+def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int):
+    config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
+    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=sizes.decode_chunk,
+                                              min_attend_bucket=sizes.decode_context))
+    stop_ids = [config.vocab_size]  # a real stop check that never fires: every step runs
+    state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
+    state = state.replace(cache=state.cache.replace(
+        lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32)))
+    start = time.perf_counter()
+    state, _ = sampler.decode(params, state, sizes.decode_chunk, temperature=1.0,
+                              stop_ids=stop_ids)
+    first_chunk_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state, result = sampler.decode(params, state, sizes.decode_steps, temperature=1.0,
+                                   stop_ids=stop_ids)
+    seconds = time.perf_counter() - start
+    longest = sizes.decode_context + sizes.decode_chunk + sizes.decode_steps
+    attend = sampler.attend_bucket(longest, state.cache.max_len)
+    moved = decode_bytes_per_step(config, params, state.cache, batch, attend)
+    step_s = seconds / sizes.decode_steps
+    roofline_s = sum(v for k, v in moved.items() if k != "kv_full_buffer") / results[
+        "ceilings"]["bandwidth_Bps"]
+    tokens = sum(result.lengths)
+    results[f"decode_{batch}"] = dict(
+        batch=batch, ms_per_step=step_s * 1e3, tokens_per_s=tokens / seconds,
+        roofline_ms=roofline_s * 1e3, fraction_of_roofline=roofline_s / step_s,
+        bytes_per_step=moved, attend_bucket=attend, cache_len=state.cache.max_len,
+        first_chunk_s_incl_compile=first_chunk_s, tokens=tokens)
+    print(f"[decode B={batch}] {step_s * 1e3:.2f} ms/step, {tokens / seconds:,.0f} tok/s, "
+          f"roofline {roofline_s * 1e3:.2f} ms -> {roofline_s / step_s:.0%} "
+          f"(first chunk incl. compile {first_chunk_s:.1f} s)", flush=True)
+
+
+def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
+    config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
+    cache_len = max(sizes.prefill_lengths)
+    sampler = Sampler(graphdef, SamplerConfig(prefill_chunk=sizes.prefill_piece,
+                                              cache_multiple=sizes.prefill_piece))
+    rng = np.random.default_rng(0)
+    prompts = {n: rng.integers(3, config.vocab_size, (n,)).tolist() for n in sizes.prefill_lengths}
+    shortest = prompts[min(prompts)]
+    start = time.perf_counter()
+    block(sampler.prefill(params, [shortest], cache_len).next_logits_BV)
+    compile_s = time.perf_counter() - start
+    rows = {}
+    n_matmul = matmul_params(config)
+    for n, prompt in prompts.items():
+        seconds = timed(lambda: block(sampler.prefill(params, [prompt], cache_len).next_logits_BV),
+                        2)
+        flops = 2 * n_matmul * n + attention_flops_per_sequence(config, n, train=False)
+        rows[n] = dict(seconds=seconds, tokens_per_s=n / seconds,
+                       mfu=flops / seconds / results["ceilings"]["matmul_flops_per_s"])
+        print(f"[prefill {n}] {seconds * 1e3:.0f} ms, {n / seconds:,.0f} tok/s, "
+              f"MFU {rows[n]['mfu']:.0%}", flush=True)
+    results["prefill"] = dict(cache_len=cache_len, piece=sizes.prefill_piece,
+                              first_call_s_incl_compile=compile_s, lengths=rows)
+
+
+def train_setup(sizes: Sizes, layers: int | None):
+    pattern = TRAIN_PATTERN if layers is None else (TRAIN_PATTERN * 8)[:layers]
+    if sizes is SMOKE:
+        pattern = sizes.model_overrides["layer_pattern"]
+    config = model_config(sizes, layer_pattern=pattern, param_dtype=jnp.float32,
+                          compute_dtype=jnp.bfloat16, remat="full")
+    graphdef, params = random_params(config, seed=1)
+    optimizer = optim.make_optimizer(lr=1e-6, max_num_steps=100)
+    return config, graphdef, params, optimizer
+
+
+def synthetic_batch(sizes: Sizes, tokens_BT: np.ndarray, old_logprobs_BT, loss_mask_BT) -> dict:
+    """Stacked micro-batches with a synthetic reward: per-group normalised advantages."""
+    batch = tokens_BT.shape[0]
+    rewards = np.random.default_rng(1).random(batch).astype(np.float32)
+    groups = rewards.reshape(-1, sizes.grpo_generations)
+    advantages = ((groups - groups.mean(1, keepdims=True)) /
+                  (groups.std(1, keepdims=True) + 1e-6)).reshape(-1).astype(np.float32)
+    arrays = dict(tokens=tokens_BT.astype(np.int32), loss_mask=loss_mask_BT.astype(np.float32),
+                  advantages=advantages, old_logprobs=np.asarray(old_logprobs_BT, np.float32))
+    return stack_micro_batches(arrays, sizes.train_micro_batch)
+
+
+def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
+    config, graphdef, optimizer = train["config"], train["graphdef"], train["optimizer"]
+    # One copy of the master weights at a time (the update donates its state): the initial
+    # parameters, or those a previous section left (its optimizer state is dropped first).
+    params = train.pop("params") if "params" in train else train.pop("state_after").params
+    learner = Learner(graphdef, optimizer, LossConfig())
+    b, m, t = sizes.train_micro_batch, sizes.train_micro_batches, sizes.train_seq
+    tokens = np.random.default_rng(2).integers(3, config.vocab_size, (b * m, t))
+    start = time.perf_counter()
+    old, _ = learner.logprobs(params, jnp.asarray(tokens.reshape(m, b, t)))
+    old = np.asarray(old).reshape(b * m, t)
+    logprobs_first_s = time.perf_counter() - start
+    batch = synthetic_batch(sizes, tokens, old, np.ones((b * m, t)))
+    state = learner.init_state(params)
+    del params
+    start = time.perf_counter()
+    state, metrics = learner.update(state, batch)
+    block(metrics)
+    first_s = time.perf_counter() - start
+    times = []
+    for _ in range(sizes.train_timed_steps):
+        start = time.perf_counter()
+        state, metrics = learner.update(state, batch)
+        block(metrics)
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    n = matmul_params(config)
+    tokens_per_step = b * m * t
+    flops = 6 * n * tokens_per_step + b * m * attention_flops_per_sequence(config, t, train=True)
+    mfu = flops / seconds / results["ceilings"]["matmul_flops_per_s"]
+    results[key] = dict(pattern=config.layer_pattern, params=n + config.vocab_size *
+                        config.hidden_size, matmul_params=n, seq=t, micro_batch=b,
+                        micro_batches=m, step_s=seconds, tokens_per_s=tokens_per_step / seconds,
+                        mfu=mfu, first_update_s_incl_compile=first_s,
+                        first_logprobs_s_incl_compile=logprobs_first_s,
+                        loss=float(metrics["loss"]), update_skipped=int(metrics["update_skipped"]))
+    train["learner"], train["state_after"] = learner, state
+    print(f"[{key}] {config.num_layers} layers '{config.layer_pattern}', {b}x{m}x{t} tokens: "
+          f"{seconds:.2f} s/step, {tokens_per_step / seconds:,.0f} tok/s, MFU {mfu:.0%} "
+          f"(first update incl. compile {first_s:.1f} s)", flush=True)
+
+
+def section_grpo(sizes: Sizes, results: dict, train: dict):
+    config, graphdef, learner = train["config"], train["graphdef"], train["learner"]
+    state = train.pop("state_after")
+    p, g, t = sizes.grpo_prompts, sizes.grpo_generations, sizes.train_seq
+    new_tokens = t - sizes.grpo_prompt_len
+    # One decode program for the whole rollout: attend to the whole (short) cache.
+    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=sizes.decode_chunk,
+                                              min_attend_bucket=t, cache_multiple=t))
+    cast = jax.jit(lambda params: jax.tree.map(lambda x: x.astype(config.compute_dtype), params))
+    prompts = np.random.default_rng(3).integers(3, config.vocab_size, (p, sizes.grpo_prompt_len))
+    split = {}
+
+    def rollout():
+        sampler_params = cast(state.params)
+        prefilled = sampler.prefill(sampler_params, prompts.tolist(), t, seed=0)
+        rows = sampler.gather_rows(prefilled, np.repeat(np.arange(p), g), seed=0)
+        return sampler.decode(sampler_params, rows, new_tokens, temperature=1.0,
+                              stop_ids=[config.vocab_size])
+
+    start = time.perf_counter()
+    rollout()
+    warm_s = time.perf_counter() - start  # compiles the sampler programs for this model
+    start = time.perf_counter()
+    _, result = rollout()
+    split["rollout"] = time.perf_counter() - start
+    start = time.perf_counter()
+    tokens = np.concatenate([np.repeat(prompts, g, axis=0), np.asarray(result.tokens[:p * g])], 1)
+    mask = np.concatenate([np.zeros((p * g, sizes.grpo_prompt_len)),
+                           np.ones((p * g, new_tokens))], 1)
+    sampler_logprobs = np.concatenate([np.zeros((p * g, sizes.grpo_prompt_len)),
+                                       np.asarray(result.logprobs[:p * g])], 1)
+    split["host"] = time.perf_counter() - start
+    m, b = sizes.train_micro_batches, sizes.train_micro_batch
+    start = time.perf_counter()
+    old, _ = learner.logprobs(state.params, jnp.asarray(tokens.reshape(m, b, t)))
+    old = np.asarray(old).reshape(p * g, t)
+    split["logprobs"] = time.perf_counter() - start
+    batch = synthetic_batch(sizes, tokens, old, mask)
+    start = time.perf_counter()
+    state, metrics = learner.update(state, batch)
+    block(metrics)
+    split["update"] = time.perf_counter() - start
+    train["state_after"] = state
+    total = sum(split.values())
+    agreement = float(np.abs(old[:, sizes.grpo_prompt_len:] - sampler_logprobs[
+        :, sizes.grpo_prompt_len:]).mean())
+    results["grpo"] = dict(prompts=p, generations=g, prompt_len=sizes.grpo_prompt_len,
+                           new_tokens=new_tokens, seconds=split, total_s=total,
+                           rollout_warmup_s_incl_compile=warm_s,
+                           generated_tokens_per_s=p * g * new_tokens / split["rollout"],
+                           mean_abs_sampler_vs_learner_logprob=agreement)
+    print("[grpo] " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in split.items())
+          + f"; total {total:.2f} s; rollout {p * g * new_tokens / split['rollout']:,.0f} "
+          f"generated tok/s; |sampler - learner log-prob| {agreement:.3g}", flush=True)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def summary_rows(results: dict) -> list[list[str]]:
+    rows = []
+    c = results.get("ceilings")
+    if c:
+        rows.append(["copy bandwidth", f"{c['bandwidth_Bps'] / 1e12:.3f} TB/s", "", "ceiling"])
+        rows.append([f"bf16 matmul {c['matmul_n']}^3", f"{c['matmul_flops_per_s'] / 1e12:.1f} "
+                     "TFLOP/s", "", "ceiling"])
+    targets = {16: ("<= 9.6 ms/step, >= 1,650 tok/s", 0.9), 64: (">= 4,000 tok/s", None)}
+    for key, r in results.items():
+        if key.startswith("decode_") and isinstance(r, dict) and "ms_per_step" in r:
+            target = targets.get(r["batch"], ("", None))[0]
+            rows.append([f"decode B={r['batch']} (9B, full loop)",
+                         f"{r['ms_per_step']:.2f} ms/step, {r['tokens_per_s']:,.0f} tok/s",
+                         f"{r['fraction_of_roofline']:.0%} of {r['roofline_ms']:.2f} ms roofline",
+                         target])
+    if "prefill" in results:
+        for n, r in results["prefill"]["lengths"].items():
+            rows.append([f"prefill {n} tokens (9B, B=1)", f"{r['tokens_per_s']:,.0f} tok/s",
+                         f"MFU {r['mfu']:.0%}", ""])
+    for key in ("train", "train_cudnn"):
+        if key in results:
+            r = results[key]
+            rows.append([f"{key} {len(r['pattern'])} layers, {r['micro_batch']}x"
+                         f"{r['micro_batches']}x{r['seq']}", f"{r['step_s']:.2f} s/step, "
+                         f"{r['tokens_per_s']:,.0f} tok/s", f"MFU {r['mfu']:.0%}",
+                         "MFU >= 60% (remat)"])
+    if "grpo" in results:
+        r = results["grpo"]
+        rows.append(["GRPO step (rollout / logprobs / update)",
+                     " / ".join(f"{r['seconds'][k]:.2f}" for k in ("rollout", "logprobs",
+                                                                   "update")) + " s",
+                     f"total {r['total_s']:.2f} s", ""])
+    return rows
+
+
+def write_json(results: dict):
+    out = os.environ.get("OUT")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "gpu_h100.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, default=str)
+
+
+def main(args) -> dict:
+    sizes = SMOKE if args.smoke else FULL
+    budget = args.budget_s or (110.0 if args.smoke else 450.0)
+    guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
+    order = ["ceilings", "decode_16", "decode_64", "prefill", "decode_256", "train", "grpo",
+             "train_cudnn"]
+    wanted = order if not args.sections else [s for s in order if s in args.sections.split(",")]
+    compile_log.install()
+    results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
+               "budget_s": budget, "errors": {}}
+    print(results["machine"], flush=True)
+    print(f"budget {budget:.0f} s; sections {wanted}", flush=True)
+    if not args.smoke and jax.devices()[0].platform != "gpu":
+        print("WARNING: no GPU found; use --smoke on CPU", flush=True)
+    names_batches = {f"decode_{b_full}": b for b_full, b in zip(FULL.decode_batches,
+                                                                 sizes.decode_batches)}
+    nine_b: dict = {}
+    train: dict = {}
+
+    def ensure_nine_b():
+        if not nine_b:
+            config = model_config(sizes, param_dtype=jnp.bfloat16, compute_dtype=jnp.bfloat16)
+            start = time.perf_counter()
+            nine_b["config"] = config
+            nine_b["graphdef"], nine_b["params"] = random_params(config)
+            results["model_9b_init_s"] = time.perf_counter() - start
+            print(f"[model] {config.num_layers} layers, {nbytes(nine_b['params']) / 1e9:.2f} GB "
+                  f"of {config.param_dtype.name} parameters, made in "
+                  f"{results['model_9b_init_s']:.1f} s", flush=True)
+
+    def ensure_train():
+        if not train:
+            nine_b.clear()  # frees the 9B parameters before the train model needs the memory
+            config, graphdef, params, optimizer = train_setup(sizes, args.train_layers)
+            train.update(config=config, graphdef=graphdef, params=params, optimizer=optimizer)
+
+    for i, name in enumerate(wanted):
+        later_required = [n for n in wanted[i + 1:] if n not in OPTIONAL]
+        if name in OPTIONAL and not guard.fits(name, later_required):
+            guard.skipped.append(name)
+            print(f"[{name}] skipped: {guard.remaining():.0f} s left of the budget", flush=True)
+            continue
+        if name != "ceilings" and "ceilings" not in results:
+            results["errors"][name] = "needs the ceilings section"
+            continue
+        allotment = max(guard.remaining() - sum(ESTIMATE_S[n] * guard.scale
+                                                for n in later_required), 30.0)
+        start = time.perf_counter()
+        try:
+            with guard.alarm(allotment):
+                if name == "ceilings":
+                    section_ceilings(sizes, results)
+                elif name.startswith("decode_") or name == "prefill":
+                    ensure_nine_b()
+                    if name == "prefill":
+                        section_prefill(sizes, results, nine_b)
+                    else:
+                        section_decode(sizes, results, nine_b, names_batches[name])
+                elif name == "train":
+                    ensure_train()
+                    section_train(sizes, results, train)
+                elif name == "grpo":
+                    ensure_train()
+                    if "learner" not in train:
+                        section_train(sizes, results, train)
+                    section_grpo(sizes, results, train)
+                elif name == "train_cudnn":
+                    ensure_train()
+                    if args.smoke:  # cuDNN needs a GPU: the smoke run checks the switch only
+                        with attention.use_implementation("cudnn"):
+                            assert attention.current_implementation() == "cudnn"
+                        results["train_cudnn_smoke"] = "switch checked (no cuDNN on CPU)"
+                    else:
+                        with attention.use_implementation("cudnn"):
+                            section_train(sizes, results, train, key="train_cudnn")
+        except Exception as e:  # noqa: BLE001 - a failed section must not lose the others
+            results["errors"][name] = f"{type(e).__name__}: {e}"
+            print(f"[{name}] FAILED after {time.perf_counter() - start:.0f} s: "
+                  f"{type(e).__name__}: {str(e)[:500]}", flush=True)
+            if not isinstance(e, SectionTimeout):
+                traceback.print_exc(limit=4)
+        results.setdefault("section_s", {})[name] = time.perf_counter() - start
+        results["compilations"] = compile_log.compile_count()
+        results["compile_s"] = compile_log.compile_seconds()
+        write_json(results)
+
+    results["skipped"] = guard.skipped
+    results["total_s"] = guard.elapsed()
+    write_json(results)
+    print("\n" + table(["measure", "result", "vs ceiling", "target"], summary_rows(results)))
+    print(f"\n{results['compilations']} XLA compilations ({results['compile_s']:.0f} s); total "
+          f"{results['total_s']:.0f} s; skipped {guard.skipped or 'none'}; errors "
+          f"{list(results['errors']) or 'none'}")
+    return results
+
+
+if __name__ == "__main__":
+    main(_ARGS)

@@ -1,0 +1,74 @@
+"""The training loop: exact resume, what a run writes, and the launcher's config handling."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from grpo_jax import trainer
+from grpo_jax.models import load_hf_model
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _params(workdir, config):
+    run = trainer.Trainer(config, workdir, quiet=True)
+    try:
+        return jax.tree.map(np.asarray, run.state.params), run.start_step
+    finally:
+        run.close()
+
+
+def test_resume_continues_bitwise_like_an_uninterrupted_run(small_run_config, tmp_path):
+    trainer.run(small_run_config, tmp_path / "straight", quiet=True)
+    trainer.run(small_run_config, tmp_path / "split", quiet=True, stop_after=1)
+    assert _params(tmp_path / "split", small_run_config)[1] == 1  # a fresh Trainer resumes at step 1
+    trainer.run(small_run_config, tmp_path / "split", quiet=True)
+
+    straight, step_a = _params(tmp_path / "straight", small_run_config)
+    split, step_b = _params(tmp_path / "split", small_run_config)
+    assert step_a == step_b == small_run_config.grpo.max_num_steps
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(split)):
+        np.testing.assert_array_equal(a, b)
+
+    # What a run leaves behind: metrics, transcripts, the plot, the config and an HF export that
+    # loads with the trained weights.
+    workdir = tmp_path / "straight"
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert "train/reward_mean" in records[0] and "val/accuracy" in records[1] and "val/accuracy" in records[2]
+    assert {"timing/rollout_s", "timing/logprob_s", "timing/update_s"} <= set(records[0])
+    assert (workdir / "transcripts.jsonl").read_text().count('"transcript"') >= 3
+    assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((workdir / "config.json").read_text())["grpo"]["max_num_steps"] == 3
+    exported = load_hf_model(workdir / "hf_export")
+    from flax import nnx
+    for a, b in zip(jax.tree.leaves(nnx.state(exported)), jax.tree.leaves(straight)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert (workdir / "hf_export" / "tokenizer.json").exists()
+
+
+def _launch(*args, timeout=300):
+    return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_launcher_overrides_reach_the_config_and_bad_settings_fail_early(tmp_path, tiny_hf_dir):
+    # An override reaches the config: the run stops at validation, naming the overridden value.
+    result = _launch("--config=configs/workplace.py:tiny", "--config.model.path=/nonexistent/model",
+                     f"--workdir={tmp_path}")
+    assert result.returncode != 0
+    assert "config.model.path='/nonexistent/model'" in result.stderr
+    # An invalid value: rejected by name before anything compiles.
+    result = _launch("--config=configs/workplace.py:tiny", f"--config.model.path={tiny_hf_dir}",
+                     "--config.optimizer.min_lr=1.0", f"--workdir={tmp_path}")
+    assert result.returncode != 0 and "config.optimizer.min_lr=1.0" in result.stderr
+    assert "compiled" not in result.stderr
+    # An unknown key and an unknown preset.
+    result = _launch("--config=configs/workplace.py:tiny", "--config.grpo.num_prompt_per_step=8")
+    assert result.returncode != 0 and "num_prompt_per_step" in result.stderr
+    result = _launch("--config=configs/workplace.py:huge")
+    assert result.returncode != 0 and "unknown preset 'huge'" in result.stderr
