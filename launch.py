@@ -33,9 +33,10 @@ def main(argv):
     workdir = _WORKDIR.value or f"workdirs/{config.preset}"
 
     from grpo_jax import config_checks, distributed  # after flag parsing: JAX starts here
-    distributed.initialize(config.distributed)
     try:
-        config_checks.validate_config(config)
+        config_checks.validate_distributed(config)  # before waiting for the other processes
+        distributed.initialize(config.distributed)
+        config_checks.validate_config(config)       # device counts are global from here on
     except config_checks.ConfigError as error:
         sys.exit(f"invalid config: {error}")
     print(config, flush=True)

@@ -46,9 +46,10 @@ def machine_line() -> str:
 
     devices = jax.devices()
     accel = f"{devices[0].platform}:{devices[0].device_kind} x{len(devices)}"
+    load = " | load average %.1f (1 min)" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
     return (f"{datetime.date.today().isoformat()} | CPU {cpu_model()}, {os.cpu_count()} cores | "
             f"devices {accel} | python {platform.python_version()}, jax {jax.__version__}, "
-            f"flax {flax.__version__}, optax {optax.__version__}")
+            f"flax {flax.__version__}, optax {optax.__version__}{load}")
 
 
 def block(tree):

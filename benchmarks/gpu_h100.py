@@ -9,19 +9,22 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
 
 1. ceilings: device copy bandwidth (bytes read + written) and the bf16 matmul rate (8192^3),
    measured here, in this run, as the denominators of everything below;
-2. decode (batch 16, 64, 256): the 9B shape with random bf16 parameters made on device, fp32
+2. decode_attention: one attention layer's decode step over a bf16 9B-shaped KV buffer in three
+   formulations (batched matmuls as before, multiply-and-reduce as now, block-diagonal matmuls),
+   whole buffer and an attend bucket: which reads the buffer closest to the copy bandwidth;
+3. decode (batch 16, 64, 256): the 9B shape with random bf16 parameters made on device, fp32
    Mamba state, through the FULL sampling loop (`Sampler.decode`: T=1 sampling over the 131,072
    vocabulary, log-probs, cache writes, stop checks, one host round trip per chunk). The cache
    holds a synthetic context of `DECODE_CONTEXT` tokens (lengths set, contents zero: the cost of
    a step does not depend on the values). Reported: ms/step, tokens/s and the fraction of the HBM
    roofline = (weights read + Mamba state read and written + KV read) / measured bandwidth;
-3. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
-4. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
-   compute, full remat) of a `TRAIN_PATTERN` slice of the 9B (9B widths, real block order, with
+4. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
+5. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
+   compute, full remat) of an 8-block slice of the 9B (9B widths, real block order, with
    embedding and lm_head) at sequence 4096; MFU = (6 N T + attention) / time / measured matmul rate;
-5. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
+6. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
    decode), log-prob recomputation (Learner.logprobs), update; synthetic rewards;
-6. train_cudnn (only if time is left): the train step with cuDNN flash attention
+7. train_cudnn (only if time is left): the train step with cuDNN flash attention
    (`attention.use_implementation("cudnn")`).
 
 Time guard: `--budget-s` (default 450) is the whole run's budget. A section that would not fit
@@ -53,10 +56,10 @@ def _parse_args(argv=None):
                         help="whole-run budget in seconds (default 450; --smoke: 110)")
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: " + ",".join(
-                            ["ceilings", "decode_16", "decode_64", "prefill", "decode_256",
-                             "train", "grpo", "train_cudnn"]))
+                            ["ceilings", "decode_attention", "decode_16", "decode_64", "prefill",
+                             "decode_256", "train", "grpo", "train_cudnn"]))
     parser.add_argument("--train-layers", type=int, default=None,
-                        help="layers of the train slice (default: the TRAIN_PATTERN)")
+                        help="blocks of the train slice (default 8, at most 22)")
     return parser.parse_args(argv)
 
 
@@ -83,13 +86,16 @@ from grpo_jax.models.config import NemotronHConfig  # noqa: E402
 from grpo_jax.models.layers import Block  # noqa: E402
 from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
 from grpo_jax.sampling import Sampler, SamplerConfig  # noqa: E402
-from grpo_jax.train_step import LossConfig, Learner, stack_micro_batches  # noqa: E402
+from grpo_jax.train_step import LossConfig, Learner, make_update_batch  # noqa: E402
 
 NINE_B = "nemotron-nano-9b-v2"
-# 12 consecutive blocks of the 9B pattern (layers 9-20): 6 Mamba, 5 MLP, 1 attention, the 9B's
-# proportions. fp32 master weights + grads + Adam moments: ~2.8B params x 16 B = 45 GB with the
-# embedding and lm_head (benchmarks/memory_plan.py checks the plan).
-TRAIN_PATTERN = "M-M-M*-M-M-M"
+# 8 consecutive blocks of the 9B pattern (layers 9-16: 4 Mamba, 3 MLP, 1 attention) with the
+# embedding and lm_head: 2.24B parameters. fp32 weights + Adam moments are 27 GB, and the update's
+# gradients and scratch about as much again (CPU memory plan: ~2.5x the fp32 weights), plus one
+# block's activations under remat: ~57 GB planned. 12 blocks (2.8B) plan to ~70 GB, too close to
+# the ~75 GB JAX gets; try them with --train-layers 12.
+TRAIN_PATTERN = "M-M-M*-M-M-M*-M-M-M-M*"  # layers 9-30; the first --train-layers are used
+TRAIN_LAYERS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +129,11 @@ FULL = Sizes(
 )
 SMOKE = Sizes(
     copy_elements=1 << 22, matmul=256, timing_repeats=3,
-    decode_batches=(2, 4, 8), decode_cache=256, decode_context=40, decode_chunk=8,
+    decode_batches=(4, 4, 4), decode_cache=256, decode_context=40, decode_chunk=8,
     decode_steps=16, prefill_lengths=(64, 256), prefill_piece=64,
     train_seq=128, train_micro_batch=2, train_micro_batches=2, train_timed_steps=1,
     grpo_prompts=2, grpo_generations=2, grpo_prompt_len=32,
-    model_overrides=dict(vocab_size=512, hidden_size=64, layer_pattern="M-M*-M-",
+    model_overrides=dict(vocab_size=512, hidden_size=64, layer_pattern="M*-",
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                          intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16,
                          ssm_state_size=16, n_groups=2, chunk_size=32),
@@ -135,7 +141,8 @@ SMOKE = Sizes(
 
 # Seconds each section is expected to take on an H100 (compiles included; guesses until the first
 # GPU run replaces them), and whether it may be skipped to save the budget for later ones.
-ESTIMATE_S = {"ceilings": 20, "model_9b": 30, "decode_16": 60, "decode_64": 60, "prefill": 60,
+ESTIMATE_S = {"ceilings": 20, "decode_attention": 20, "model_9b": 30, "decode_16": 60,
+              "decode_64": 60, "prefill": 60,
               "decode_256": 65, "train": 120, "grpo": 75, "train_cudnn": 90}
 OPTIONAL = {"prefill", "decode_256", "train_cudnn"}
 
@@ -289,10 +296,12 @@ def decode_bytes_per_step(config, params, cache, batch: int, attend: int) -> dic
                 kv_full_buffer=kv_per_position * cache.max_len)
 
 
-def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int):
+def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str):
     config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
-    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=sizes.decode_chunk,
-                                              min_attend_bucket=sizes.decode_context))
+    if "decode_sampler" not in nine_b:  # one Sampler: its compiled programs are shared
+        nine_b["decode_sampler"] = Sampler(graphdef, SamplerConfig(
+            decode_chunk=sizes.decode_chunk, min_attend_bucket=sizes.decode_context))
+    sampler = nine_b["decode_sampler"]
     stop_ids = [config.vocab_size]  # a real stop check that never fires: every step runs
     state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
     state = state.replace(cache=state.cache.replace(
@@ -312,7 +321,7 @@ def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int):
     roofline_s = sum(v for k, v in moved.items() if k != "kv_full_buffer") / results[
         "ceilings"]["bandwidth_Bps"]
     tokens = sum(result.lengths)
-    results[f"decode_{batch}"] = dict(
+    results[key] = dict(
         batch=batch, ms_per_step=step_s * 1e3, tokens_per_s=tokens / seconds,
         roofline_ms=roofline_s * 1e3, fraction_of_roofline=roofline_s / step_s,
         bytes_per_step=moved, attend_bucket=attend, cache_len=state.cache.max_len,
@@ -348,7 +357,7 @@ def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
 
 
 def train_setup(sizes: Sizes, layers: int | None):
-    pattern = TRAIN_PATTERN if layers is None else (TRAIN_PATTERN * 8)[:layers]
+    pattern = TRAIN_PATTERN[:layers or TRAIN_LAYERS]
     if sizes is SMOKE:
         pattern = sizes.model_overrides["layer_pattern"]
     config = model_config(sizes, layer_pattern=pattern, param_dtype=jnp.float32,
@@ -358,16 +367,26 @@ def train_setup(sizes: Sizes, layers: int | None):
     return config, graphdef, params, optimizer
 
 
-def synthetic_batch(sizes: Sizes, tokens_BT: np.ndarray, old_logprobs_BT, loss_mask_BT) -> dict:
-    """Stacked micro-batches with a synthetic reward: per-group normalised advantages."""
-    batch = tokens_BT.shape[0]
+def synthetic_advantages(sizes: Sizes, batch: int) -> np.ndarray:
+    """A synthetic reward per trajectory, normalised within each group of G (GRPO advantages)."""
     rewards = np.random.default_rng(1).random(batch).astype(np.float32)
     groups = rewards.reshape(-1, sizes.grpo_generations)
-    advantages = ((groups - groups.mean(1, keepdims=True)) /
-                  (groups.std(1, keepdims=True) + 1e-6)).reshape(-1).astype(np.float32)
-    arrays = dict(tokens=tokens_BT.astype(np.int32), loss_mask=loss_mask_BT.astype(np.float32),
-                  advantages=advantages, old_logprobs=np.asarray(old_logprobs_BT, np.float32))
-    return stack_micro_batches(arrays, sizes.train_micro_batch)
+    return ((groups - groups.mean(1, keepdims=True)) /
+            (groups.std(1, keepdims=True) + 1e-6)).reshape(-1).astype(np.float32)
+
+
+def update_batch(sizes: Sizes, learner: Learner, params, tokens_BT, sampler_logprobs_BT=None):
+    """The Learner's stacked update batch for trajectories of `grpo_prompt_len` prompt tokens and
+    generated tokens after them (the trained ones), with old log-probs recomputed by `learner`.
+    The train and GRPO sections use the same shapes, so they share compiled programs."""
+    mask_BT = np.zeros(tokens_BT.shape, np.float32)
+    mask_BT[:, sizes.grpo_prompt_len:] = 1.0
+    batch = make_update_batch(tokens_BT, mask_BT, sizes.train_micro_batch,
+                              advantages_B=synthetic_advantages(sizes, tokens_BT.shape[0]),
+                              sampler_logprobs_BT=sampler_logprobs_BT)
+    old, _ = learner.logprobs(params, batch["tokens"], batch["positions"])
+    batch["old_logprobs"] = np.asarray(old)
+    return batch
 
 
 def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
@@ -379,10 +398,10 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
     b, m, t = sizes.train_micro_batch, sizes.train_micro_batches, sizes.train_seq
     tokens = np.random.default_rng(2).integers(3, config.vocab_size, (b * m, t))
     start = time.perf_counter()
-    old, _ = learner.logprobs(params, jnp.asarray(tokens.reshape(m, b, t)))
-    old = np.asarray(old).reshape(b * m, t)
+    # Sampler log-probs (here zeros) keep the batch's structure equal to the GRPO section's, so
+    # the compiled update is shared.
+    batch = update_batch(sizes, learner, params, tokens, np.zeros(tokens.shape, np.float32))
     logprobs_first_s = time.perf_counter() - start
-    batch = synthetic_batch(sizes, tokens, old, np.ones((b * m, t)))
     state = learner.init_state(params)
     del params
     start = time.perf_counter()
@@ -397,7 +416,7 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
     n = matmul_params(config)
-    tokens_per_step = b * m * t
+    tokens_per_step = b * m * t  # the forward and backward run over all T tokens of every row
     flops = 6 * n * tokens_per_step + b * m * attention_flops_per_sequence(config, t, train=True)
     mfu = flops / seconds / results["ceilings"]["matmul_flops_per_s"]
     results[key] = dict(pattern=config.layer_pattern, params=n + config.vocab_size *
@@ -424,40 +443,35 @@ def section_grpo(sizes: Sizes, results: dict, train: dict):
     prompts = np.random.default_rng(3).integers(3, config.vocab_size, (p, sizes.grpo_prompt_len))
     split = {}
 
-    def rollout():
+    def rollout(budget):
         sampler_params = cast(state.params)
         prefilled = sampler.prefill(sampler_params, prompts.tolist(), t, seed=0)
         rows = sampler.gather_rows(prefilled, np.repeat(np.arange(p), g), seed=0)
-        return sampler.decode(sampler_params, rows, new_tokens, temperature=1.0,
+        return sampler.decode(sampler_params, rows, budget, temperature=1.0,
                               stop_ids=[config.vocab_size])
 
     start = time.perf_counter()
-    rollout()
-    warm_s = time.perf_counter() - start  # compiles the sampler programs for this model
+    rollout(sizes.decode_chunk)  # compiles the sampler programs (the same shapes as below)
+    warm_s = time.perf_counter() - start
     start = time.perf_counter()
-    _, result = rollout()
+    _, result = rollout(new_tokens)
     split["rollout"] = time.perf_counter() - start
     start = time.perf_counter()
     tokens = np.concatenate([np.repeat(prompts, g, axis=0), np.asarray(result.tokens[:p * g])], 1)
-    mask = np.concatenate([np.zeros((p * g, sizes.grpo_prompt_len)),
-                           np.ones((p * g, new_tokens))], 1)
     sampler_logprobs = np.concatenate([np.zeros((p * g, sizes.grpo_prompt_len)),
                                        np.asarray(result.logprobs[:p * g])], 1)
     split["host"] = time.perf_counter() - start
-    m, b = sizes.train_micro_batches, sizes.train_micro_batch
     start = time.perf_counter()
-    old, _ = learner.logprobs(state.params, jnp.asarray(tokens.reshape(m, b, t)))
-    old = np.asarray(old).reshape(p * g, t)
+    batch = update_batch(sizes, learner, state.params, tokens, sampler_logprobs)
     split["logprobs"] = time.perf_counter() - start
-    batch = synthetic_batch(sizes, tokens, old, mask)
     start = time.perf_counter()
     state, metrics = learner.update(state, batch)
     block(metrics)
     split["update"] = time.perf_counter() - start
     train["state_after"] = state
     total = sum(split.values())
-    agreement = float(np.abs(old[:, sizes.grpo_prompt_len:] - sampler_logprobs[
-        :, sizes.grpo_prompt_len:]).mean())
+    agreement = float((np.abs(batch["old_logprobs"] - batch["sampler_logprobs"])
+                       * batch["loss_mask"]).sum() / batch["loss_mask"].sum())
     results["grpo"] = dict(prompts=p, generations=g, prompt_len=sizes.grpo_prompt_len,
                            new_tokens=new_tokens, seconds=split, total_s=total,
                            rollout_warmup_s_incl_compile=warm_s,
@@ -466,6 +480,68 @@ def section_grpo(sizes: Sizes, results: dict, train: dict):
     print("[grpo] " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in split.items())
           + f"; total {total:.2f} s; rollout {p * g * new_tokens / split['rollout']:,.0f} "
           f"generated tok/s; |sampler - learner log-prob| {agreement:.3g}", flush=True)
+
+
+def _attend_blockdiag(q_B1HD, k_BSKD, v_BSKD, query_pos_B1):
+    """Decode attention as two plain batched matmuls over the KV buffer in its own layout: the
+    kv-head axis is folded into the contraction with a block-diagonal query (K x more flops,
+    trivial at one query per row), so no transpose of the buffer is needed."""
+    b, _, h, d = q_B1HD.shape
+    s, k = k_BSKD.shape[1], k_BSKD.shape[2]
+    g = h // k
+    q_BKGD = q_B1HD[:, 0].reshape(b, k, g, d)
+    eye_KK = jnp.eye(k, dtype=q_B1HD.dtype)
+    q_block = jnp.einsum("bkgd,kj->bkdjg", q_BKGD, eye_KK).reshape(b, k * d, k * g)
+    scores = jnp.einsum("bsc,bce->bse", k_BSKD.reshape(b, s, k * d), q_block,
+                        preferred_element_type=jnp.float32) * d ** -0.5
+    visible = jnp.arange(s)[None, :] <= query_pos_B1
+    scores = jnp.where(visible[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=1).astype(v_BSKD.dtype)
+    out = jnp.einsum("bse,bsc->bec", probs, v_BSKD.reshape(b, s, k * d),
+                     preferred_element_type=jnp.float32).reshape(b, k, g, k, d)
+    return jnp.einsum("bkgjd,kj->bkgd", out, eye_KK.astype(out.dtype)).reshape(b, 1, h, d)
+
+
+def section_decode_attention(sizes: Sizes, results: dict):
+    """One attention layer's decode step (one query per row over a bf16 KV buffer of the 9B's
+    shape) in three formulations: the batched-matmul path (`_attend_dense`, which the model used
+    before), the multiply-and-reduce path the model uses now (`_attend_one_query`) and a
+    block-diagonal matmul variant; over the whole buffer and over a leading slice (an attend
+    bucket). The effective bandwidth is KV bytes read / time: the formulation closest to the
+    copy bandwidth should be the model's decode path on this device."""
+    config = model_config(sizes)
+    k, d, h = config.num_key_value_heads, config.head_dim, config.num_attention_heads
+    s = sizes.decode_cache
+    rows = {}
+    # (The smoke run checks one batch size and one slice: this section is 12 compilations.)
+    for batch in sizes.decode_batches[:1 if sizes is SMOKE else 2]:
+        keys = jax.random.normal(jax.random.key(0), (batch, s, k, d), jnp.bfloat16)
+        values = jax.random.normal(jax.random.key(1), (batch, s, k, d), jnp.bfloat16)
+        q = jax.random.normal(jax.random.key(2), (batch, 1, h, d), jnp.bfloat16)
+        for attend in (s, s // 2)[:1 if sizes is SMOKE else 2]:
+            pos = jnp.full((batch, 1), attend - 1, jnp.int32)
+            for name, fn in (("matmul", attention._attend_dense),
+                             ("reduce", attention._attend_one_query),
+                             ("blockdiag", _attend_blockdiag)):
+                run = jax.jit(lambda q, kk, vv, p, fn=fn, a=attend: fn(q, kk[:, :a], vv[:, :a], p))
+                block(run(q, keys, values, pos))
+
+                def repeat(run=run):
+                    out = None
+                    for _ in range(sizes.timing_repeats):
+                        out = run(q, keys, values, pos)
+                    block(out)
+
+                seconds = timed(repeat, 3) / sizes.timing_repeats
+                kv_bytes = 2 * batch * attend * k * d * 2
+                rows[f"B={batch},S={s},attend={attend},{name}"] = dict(
+                    us=seconds * 1e6, effective_Bps=kv_bytes / seconds)
+        del keys, values
+    results["decode_attention"] = rows
+    bandwidth = results["ceilings"]["bandwidth_Bps"]
+    print("[decode attention] " + "; ".join(
+        f"{k}: {v['us']:.0f} us ({v['effective_Bps'] / bandwidth:.0%} of copy bandwidth)"
+        for k, v in rows.items()), flush=True)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -518,8 +594,8 @@ def main(args) -> dict:
     sizes = SMOKE if args.smoke else FULL
     budget = args.budget_s or (110.0 if args.smoke else 450.0)
     guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
-    order = ["ceilings", "decode_16", "decode_64", "prefill", "decode_256", "train", "grpo",
-             "train_cudnn"]
+    order = ["ceilings", "decode_attention", "decode_16", "decode_64", "prefill", "decode_256",
+             "train", "grpo", "train_cudnn"]
     wanted = order if not args.sections else [s for s in order if s in args.sections.split(",")]
     compile_log.install()
     results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
@@ -566,12 +642,14 @@ def main(args) -> dict:
             with guard.alarm(allotment):
                 if name == "ceilings":
                     section_ceilings(sizes, results)
+                elif name == "decode_attention":
+                    section_decode_attention(sizes, results)
                 elif name.startswith("decode_") or name == "prefill":
                     ensure_nine_b()
                     if name == "prefill":
                         section_prefill(sizes, results, nine_b)
                     else:
-                        section_decode(sizes, results, nine_b, names_batches[name])
+                        section_decode(sizes, results, nine_b, names_batches[name], name)
                 elif name == "train":
                     ensure_train()
                     section_train(sizes, results, train)

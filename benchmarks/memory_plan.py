@@ -1,20 +1,25 @@
 """Compile-only memory plan of the full 9B train step on 8 fake CPU devices.
 
-    python benchmarks/memory_plan.py [--seqs 8192,32768] [--remats none,full]
-                                     [--layouts tensor8,fsdp2xtensor4,fsdp8] [--micro-batch 1]
-                                     [--full-model-check]
+    python benchmarks/memory_plan.py [--seqs 8192,32768] [--layouts tensor8,fsdp2xtensor4,fsdp8]
+                                     [--micro-batch 1] [--full-model-check]
 
 The step is `Learner.update` (forward, backward, AdamW; fp32 master weights, fp32 Adam moments,
 bf16 compute; M = 2 micro-batches of `micro-batch` sequences per data-parallel shard), lowered with
 abstract arguments only (jax.ShapeDtypeStruct with NamedShardings, nnx.eval_shape): nothing is
 allocated. Per-device bytes come from `compiled.memory_analysis()`.
 
-Compiling the 56-layer model on 2 CPU cores is slow, so the table is built per layer: four
-models with the 9B widths and the blocks {M, -, *} once each, plus one extra block of each type,
-give a base and a per-block cost of each type (every quantity is linear in the number of blocks
-of each type: parameters, optimizer state, saved activations), extrapolated to the 9B's 27
-Mamba, 25 MLP and 4 attention blocks. `--full-model-check` also compiles the real 56-layer step
-for the first layout / sequence / remat and prints it beside the extrapolation.
+Per block, not the 56-layer model (compiling that on 2 CPU cores is slow; `--full-model-check`
+compiles it once to check the extrapolation): models with the 9B widths and the blocks {M, -, *}
+once each, plus one extra block of each type, give a base and a per-block cost of each type,
+extrapolated to the 9B's 27 Mamba, 25 MLP and 4 attention blocks (parameters, optimizer state,
+gradients and saved activations are all linear in the blocks of each type).
+
+remat: the XLA CPU compiler undoes rematerialisation (its compiled programs keep no optimisation
+barrier, and the recomputation is merged with the forward pass; the run starts by showing it on a
+toy stack: the same scratch bytes with and without jax.checkpoint). So "none" rows are compiled numbers, and
+"full" rows are ESTIMATES: the compiled sequence-independent part (the same probes at sequence
+256) + every block's saved input (b x T x hidden bf16) + the largest one-block activation set
+(a one-block model at T minus the same at 256, forward and backward with nothing rematerialised).
 
 The CPU compiler's buffer assignment and fusion are not the GPU's (it may, e.g., keep float32
 copies of bf16 operands), so these are estimates of what an 80 GB H100 needs, not measurements.
@@ -60,15 +65,26 @@ def abstract_step(config: NemotronHConfig, mesh, seq: int, micro_batch: int):
     graphdef, abstract_params = nnx.split(
         nnx.eval_shape(lambda: NemotronH(config, rngs=nnx.Rngs(0))))
     shardings = sharding.state_shardings(abstract_params, mesh)
-    params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          abstract_params, shardings)
+    # `shardings` holds a NamedSharding where `abstract_params` holds a Variable.
+    params = jax.tree.map(
+        lambda s, v: v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s)),
+        shardings, abstract_params, is_leaf=lambda x: isinstance(x, NamedSharding))
     optimizer = optim.make_optimizer(lr=1e-6, max_num_steps=100)
-    # The optimizer state takes the shardings its jitted init gives it (moments = parameters).
-    init = jax.jit(optimizer.init).lower(params).compile()
-    opt_abstract = jax.eval_shape(optimizer.init, params)
-    opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                             opt_abstract, init.output_shardings)
+    # Adam's moments are sharded like their parameters (found by key-path suffix: the moments'
+    # paths end with the parameter's path); scalars (step counts) are replicated.
     replicated = NamedSharding(mesh, PartitionSpec())
+    by_path = {jax.tree_util.keystr(path): leaf.sharding
+               for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+    def moment(path, leaf):
+        key = jax.tree_util.keystr(path)
+        matches = [s for p, s in by_path.items() if key.endswith(p)]
+        if leaf.shape and len(matches) != 1:
+            raise ValueError(f"optimizer state {key} matches {len(matches)} parameters")
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                    sharding=matches[0] if leaf.shape else replicated)
+
+    opt_state = jax.tree_util.tree_map_with_path(moment, jax.eval_shape(optimizer.init, params))
     scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
     state = TrainState(step=scalar, params=params, opt_state=opt_state, skipped_updates=scalar)
     data_shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -76,14 +92,15 @@ def abstract_step(config: NemotronHConfig, mesh, seq: int, micro_batch: int):
     batch_spec = NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp")))
     tokens = lambda dtype: jax.ShapeDtypeStruct((MICRO_BATCHES, b, seq), dtype,  # noqa: E731
                                                 sharding=batch_spec)
-    batch = dict(tokens=tokens(jnp.int32), loss_mask=tokens(jnp.float32),
-                 old_logprobs=tokens(jnp.float32),
+    # Every position trained (K = T): the update's per-token inputs sit at `positions`.
+    batch = dict(tokens=tokens(jnp.int32), positions=tokens(jnp.int32),
+                 loss_mask=tokens(jnp.float32), old_logprobs=tokens(jnp.float32),
                  advantages=jax.ShapeDtypeStruct((MICRO_BATCHES, b), jnp.float32,
                                                  sharding=batch_spec))
     return Learner(graphdef, optimizer, LossConfig()), state, batch
 
 
-def plan(pattern: str, layout: str, seq: int, remat: str, micro_batch: int) -> dict:
+def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "none") -> dict:
     config = NemotronHConfig.preset(NINE_B, layer_pattern=pattern, param_dtype=jnp.float32,
                                     compute_dtype=jnp.bfloat16, remat=remat)
     mesh = sharding.make_mesh(**LAYOUTS[layout])
@@ -113,6 +130,34 @@ def extrapolate(probes: dict[str, dict], counts: dict[str, int]) -> dict:
     return out
 
 
+def cpu_remat_toy() -> str:
+    """Scratch bytes of a toy 2/4/8-layer stack, with and without jax.checkpoint, on this CPU."""
+    d, f, t = 256, 1024, 1024
+
+    def layer(w, x):
+        h = jnp.tanh(x @ w[0])
+        return x + (jnp.sin(h) * jnp.cos(h)) @ w[1]
+
+    def loss(ws, x, remat):
+        for w in ws:
+            x = (jax.checkpoint(layer) if remat else layer)(w, x)
+        return x.sum()
+
+    parts = []
+    for n in (2, 4, 8):
+        ws = [(jax.ShapeDtypeStruct((d, f), jnp.float32),
+               jax.ShapeDtypeStruct((f, d), jnp.float32))] * n
+        x = jax.ShapeDtypeStruct((t, d), jnp.float32)
+        temps = [jax.jit(jax.grad(lambda ws, x: loss(ws, x, r))).lower(ws, x).compile()
+                 .memory_analysis().temp_size_in_bytes / 2**20 for r in (False, True)]
+        parts.append(f"{n} layers: {temps[0]:.1f} MiB plain, {temps[1]:.1f} MiB checkpointed")
+    return "; ".join(parts)
+
+
+SHORT_SEQ = 256
+SINGLE = {"mamba": "M", "mlp": "-", "attention": "*"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seqs", default="8192,32768")
@@ -133,36 +178,49 @@ def main():
     print(f"9B train step (Learner.update: fwd + bwd + AdamW, fp32 master + moments, bf16 compute),"
           f" {MICRO_BATCHES} micro-batches of {args.micro_batch} sequence(s) per data shard; "
           f"per-device bytes on 8 fake CPU devices, extrapolated per block to {counts}\n")
+    print(f"XLA CPU and remat (toy stack, d=256, f=1024, T=1024): {cpu_remat_toy()}\n")
+    headers = ["layout", "seq", "remat", "argument GiB", "output GiB", "alias GiB", "temp GiB",
+               "peak GiB", "fits 80 GB", "how"]
     rows = []
-    total_compile = 0.0
+    compiles = []
     for layout in layouts:
+        short = {kind: plan(p, layout, SHORT_SEQ, args.micro_batch) for kind, p in PROBES.items()}
+        short_single = {kind: plan(p, layout, SHORT_SEQ, args.micro_batch)
+                        for kind, p in SINGLE.items()}
+        compiles += list(short.values()) + list(short_single.values())
+        fixed = extrapolate(short, counts)
+        mesh_shape = LAYOUTS[layout]
         for seq in seqs:
-            for remat in remats:
-                probes = {kind: plan(p, layout, seq, remat, args.micro_batch)
-                          for kind, p in PROBES.items()}
-                total_compile += sum(p["compile_s"] for p in probes.values())
-                m = extrapolate(probes, counts)
-                per_block = {k: (probes[k]["temp"] - probes["base"]["temp"]) / GIB
-                             for k in ("mamba", "mlp", "attention")}
-                rows.append([layout, str(seq), remat, m["argument"] / GIB, m["output"] / GIB,
-                             m["alias"] / GIB, m["temp"] / GIB, m["code"] / GIB, peak(m) / GIB,
-                             " / ".join(f"{v:.2f}" for v in per_block.values()),
-                             "yes" if peak(m) < H100_BYTES else "NO"])
-                print(table(["layout", "seq", "remat", "argument GiB", "output GiB", "alias GiB",
-                             "temp GiB", "code GiB", "peak GiB", "temp per M/-/* GiB",
-                             "fits 80 GB"], rows[-1:]), flush=True)
-    print("\n" + table(["layout", "seq", "remat", "argument GiB", "output GiB", "alias GiB",
-                        "temp GiB", "code GiB", "peak GiB", "temp per M/-/* GiB", "fits 80 GB"],
-                       rows))
-    print(f"\npeak = argument + output - alias + temp + code (per device); "
-          f"{len(rows) * len(PROBES)} probe compiles took {total_compile:.0f} s")
+            probes = {kind: plan(p, layout, seq, args.micro_batch) for kind, p in PROBES.items()}
+            single = {kind: plan(p, layout, seq, args.micro_batch) for kind, p in SINGLE.items()}
+            compiles += list(probes.values()) + list(single.values())
+            none = extrapolate(probes, counts)
+            # remat "full" estimate (see the module doc): fixed part + saved block inputs + the
+            # largest one-block activation set.
+            saved_inputs = (full.num_layers * args.micro_batch * seq * full.hidden_size
+                            * jnp.dtype(jnp.bfloat16).itemsize)
+            one_block = {k: single[k]["temp"] - short_single[k]["temp"] for k in SINGLE}
+            remat = dict(none, temp=fixed["temp"] + saved_inputs + max(one_block.values()))
+            for name, m, how in (("none", none, "compiled, per-block extrapolation"),
+                                 ("full", remat, "estimate: fixed + inputs + one block "
+                                  f"({max(one_block, key=one_block.get)} "
+                                  f"{max(one_block.values()) / GIB:.1f} GiB)")):
+                if name not in remats:
+                    continue
+                rows.append([layout, str(seq), name, m["argument"] / GIB, m["output"] / GIB,
+                             m["alias"] / GIB, m["temp"] / GIB, peak(m) / GIB,
+                             "yes" if peak(m) < H100_BYTES else "NO", how])
+                print(table(headers, rows[-1:]), flush=True)
+            del mesh_shape
+    print("\n" + table(headers, rows))
+    print(f"\npeak = argument + output - alias + temp + code, per device; {len(compiles)} probe "
+          f"compiles took {sum(c['compile_s'] for c in compiles):.0f} s")
     if args.full_model_check:
-        layout, seq, remat = layouts[0], seqs[0], remats[-1]
-        probes = {kind: plan(p, layout, seq, remat, args.micro_batch)
-                  for kind, p in PROBES.items()}
+        layout, seq = layouts[0], seqs[0]
+        probes = {kind: plan(p, layout, seq, args.micro_batch) for kind, p in PROBES.items()}
         predicted = extrapolate(probes, counts)
-        measured = plan(full.layer_pattern, layout, seq, remat, args.micro_batch)
-        print(f"\nfull 56-layer check ({layout}, seq {seq}, remat {remat}; compile "
+        measured = plan(full.layer_pattern, layout, seq, args.micro_batch)
+        print(f"\nfull 56-layer check ({layout}, seq {seq}, remat none; compile "
               f"{measured['compile_s']:.0f} s):")
         print(table(["", "argument GiB", "output GiB", "alias GiB", "temp GiB", "peak GiB"], [
             [name, m["argument"] / GIB, m["output"] / GIB, m["alias"] / GIB, m["temp"] / GIB,

@@ -208,16 +208,20 @@ def _tiny_sft(config: ml_collections.ConfigDict) -> None:
     config.mode = "sft"
     config.model.path = "/tmp/tiny-workplace-init"
     config.grpo.num_prompts_per_step = 32
-    config.grpo.max_num_steps = 300
+    config.grpo.max_num_steps = 1500
     config.grpo.val_at_start = False
-    config.optimizer.lr = 1.0e-3
+    config.grpo.val_period = 250
+    config.validation.num_tasks = 64
+    config.validation.temperature = 0.0   # greedy while warming up: the capability, not the luck
+    config.optimizer.lr = 2.0e-3
     config.optimizer.min_lr = 1.0e-4
-    config.optimizer.warmup_steps = 20
+    config.optimizer.warmup_steps = 50
     config.optimizer.warmup_init_lr = 0.0
     config.optimizer.weight_decay = 0.0
     config.train.micro_batch_size = 32
     config.train.logprob_batch_size = 32
-    config.checkpoint.save_period = 100
+    config.checkpoint.save_period = 250
+    config.checkpoint.max_to_keep = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -65,6 +65,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -290,6 +291,19 @@ def tool_response_turn(responses: Sequence[str]) -> str:
 def tool_response_continuation(responses: Sequence[str], *, enable_thinking: bool = False) -> str:
     """Everything between one sampled `<SPECIAL_12>` and the next sampled token: responses + prompt."""
     return tool_response_turn(responses) + generation_prompt(enable_thinking)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable_text(text: str) -> str:
+    """`text` with lone UTF-16 surrogates replaced by U+FFFD, so the tokenizer can encode it.
+
+    A model can write `"\\ud800"` inside its tool-call JSON; json.loads turns that into a lone
+    surrogate, which tools and error messages echo back, and which the tokenizer (and a UTF-8
+    log file) rejects with an exception. Everything else passes unchanged.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def assistant_message_from_generation(generated_text: str) -> dict[str, str]:

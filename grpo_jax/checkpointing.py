@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from grpo_jax.metrics import json_safe
@@ -424,6 +425,8 @@ class Checkpointer:
                     destination = quarantine_dir / f"{step}-{suffix}"
                 self.step_dir(step).rename(destination)
                 log.warning("moved broken checkpoint %s to %s", self.step_dir(step), destination)
+        if jax.process_count() > 1:  # the others must not list the steps before they are moved
+            multihost_utils.sync_global_devices("grpo_jax.checkpointing.quarantine")
         self._manager.reload()
 
     def metadata(self, step: int) -> dict[str, Any]:

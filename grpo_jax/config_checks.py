@@ -88,8 +88,19 @@ def mesh_sizes(config, device_count: int) -> dict[str, int]:
     return sizes
 
 
+def _no_unset_values(config, prefix: str = "") -> None:
+    """No setting of the configs is None by default; None (e.g. `--config.optimizer.lr=None`, which
+    ml_collections accepts for any field) would otherwise fail later as a TypeError."""
+    for key, value in config.items():
+        if value is None:
+            raise ConfigError(f"config.{prefix}{key}=None is invalid: expected a value of the setting's type")
+        if hasattr(value, "items"):
+            _no_unset_values(value, f"{prefix}{key}.")
+
+
 def validate_config(config, device_count: int | None = None) -> None:
     """Static checks of every section (see module doc)."""
+    _no_unset_values(config)
     _choice(config, "mode", MODES)
     m = config.model
     path = pathlib.Path(m.path)
@@ -172,6 +183,7 @@ def validate_config(config, device_count: int | None = None) -> None:
     _positive_int(config, "env.max_steps")
     _choice(config, "env.sandbox", SANDBOXES)
     _choice(config, "env.tool_schema", ("full", "compact", "minimal"))
+    _choice(config, "env.system_prompt", ("full", "short"))
     if env.sandbox == "csv" and not pathlib.Path(env.csv_dir).is_dir():
         _fail("env.csv_dir", env.csv_dir, "an existing directory of sandbox CSVs (with env.sandbox='csv')")
     _positive_int(config, "env.train_sandboxes")
@@ -185,10 +197,22 @@ def validate_config(config, device_count: int | None = None) -> None:
     _positive_int(config, "checkpoint.save_period")
     _positive_int(config, "checkpoint.max_to_keep")
     _non_negative(config, "checkpoint.keep_best")
-    if config.distributed.enabled:
-        if not config.distributed.coordinator_address:
-            _fail("distributed.coordinator_address", "", "host:port of process 0 when distributed.enabled")
-        _positive_int(config, "distributed.num_processes")
+    validate_distributed(config)
+
+
+def validate_distributed(config) -> None:
+    """The `distributed` section alone: the launcher checks it before joining the coordinator
+    (a wrong process id or count would otherwise wait there, or fail deep inside JAX)."""
+    if not config.distributed.enabled:
+        return
+    if not config.distributed.coordinator_address:
+        _fail("distributed.coordinator_address", config.distributed.coordinator_address,
+              "host:port of process 0 when distributed.enabled")
+    processes = _positive_int(config, "distributed.num_processes")
+    process_id = _get(config, "distributed.process_id")
+    if not isinstance(process_id, int) or isinstance(process_id, bool) or not 0 <= process_id < processes:
+        _fail("distributed.process_id", process_id,
+              f"an integer in [0, distributed.num_processes={processes}), distinct on every process")
 
 
 def _known_families() -> set[str]:

@@ -2,10 +2,23 @@
 
 On a GPU or TPU pod every host runs the same launch command with its own process id; JAX then
 sees the devices of all hosts and a mesh spans them. On one host nothing happens.
+
+What keeps several processes in step (each one runs the whole loop):
+- every process draws the same tasks, runs the same environment episodes and feeds the same
+  numpy arrays to the jitted programs (global values; each process supplies its own shards);
+- values that come back to the host (sampled tokens, log-probs, metrics) go through
+  `host_array`, which gathers arrays whose shards live on other processes, so every process
+  sees the same global value, and makes the same decisions;
+- only process 0 writes logs, transcripts, plots and the exported model's files; checkpoints go
+  through Orbax, which coordinates the processes itself.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 
 def initialize(config) -> None:
@@ -14,3 +27,32 @@ def initialize(config) -> None:
         return
     jax.distributed.initialize(coordinator_address=config.coordinator_address,
                                num_processes=int(config.num_processes), process_id=int(config.process_id))
+
+
+def _leaf_to_host(x: Any) -> Any:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        # A collective: every process must reach this call, in the same order.
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def host_array(tree: Any) -> Any:
+    """`jax.device_get` for a pytree whose arrays may span the devices of several processes.
+
+    Arrays held whole by this process (one process, or replicated) are copied as usual; arrays
+    sharded across processes are gathered (a collective, so all processes must call this
+    together). Returns numpy arrays with the global shapes.
+    """
+    leaves = jax.tree.leaves(tree)
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated for x in leaves):
+        # One batched device_get: the copies of all leaves overlap (the single-process path).
+        return jax.tree.map(np.asarray, jax.device_get(tree))
+    return jax.tree.map(_leaf_to_host, tree)
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when `flag` is true on any (a collective with several processes),
+    e.g. a SIGTERM that reached only some hosts: all of them checkpoint and stop together."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))

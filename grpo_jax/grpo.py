@@ -241,15 +241,49 @@ def chunked_token_logprobs(
     Returns:
       (logprobs_BT, entropy_BT), fp32, aligned as in `token_logprobs` (0 at t = 0).
     """
-    if chunk <= 0:
-        raise ValueError(f"chunk must be a positive number of tokens, got {chunk}")
     hidden_BTD = jnp.asarray(hidden_BTD)
     targets_BT = jnp.asarray(targets_BT)
-    batch, length, width = hidden_BTD.shape
-    if targets_BT.shape != (batch, length):
+    if targets_BT.shape != hidden_BTD.shape[:2]:
         raise ValueError(
-            f"targets_BT shape {targets_BT.shape} != hidden_BTD's (B, T) {(batch, length)}"
+            f"targets_BT shape {targets_BT.shape} != hidden_BTD's (B, T) {hidden_BTD.shape[:2]}"
         )
+    logprobs_BT, entropy_BT = next_token_logprobs(
+        hidden_BTD, lm_head, _shift_targets(targets_BT), chunk, temperature=temperature
+    )
+    return _align_to_tokens(logprobs_BT), _align_to_tokens(entropy_BT)
+
+
+def next_token_logprobs(
+    hidden_BKD: Array,
+    lm_head: Array | Callable[[Array], Array],
+    next_BK: Array,
+    chunk: int,
+    *,
+    temperature: float = 1.0,
+) -> tuple[Array, Array]:
+    """log softmax(lm_head(hidden_BKD[:, k]))[next_BK[:, k]] and the entropy, K positions at a time.
+
+    The unshifted core of `chunked_token_logprobs`: position k's hidden state predicts next_BK[:, k].
+    The trainer uses it on hidden states GATHERED at the positions it trains on (the generated
+    tokens), so the lm_head runs over those alone. The K axis is scanned in chunks with
+    `jax.checkpoint`, so at most (B, chunk, V) logits exist at a time, forward and backward.
+
+    Args:
+      hidden_BKD: final hidden states (after the final norm).
+      lm_head: the output weight W_DV (logits = hidden @ W, fp32 accumulation) or a callable
+        hidden_BQD → logits_BQV (e.g. the model's `logits` method).
+      next_BK: the token each position predicts (int).
+      chunk: positions per chunk (Q); K is padded up to a multiple of it internally.
+    Returns:
+      (logprobs_BK, entropy_BK), fp32, no alignment shift.
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be a positive number of tokens, got {chunk}")
+    hidden_BKD = jnp.asarray(hidden_BKD)
+    next_BK = jnp.asarray(next_BK)
+    batch, length, width = hidden_BKD.shape
+    if next_BK.shape != (batch, length):
+        raise ValueError(f"next_BK shape {next_BK.shape} != hidden's (B, K) {(batch, length)}")
     if callable(lm_head):
         project = lm_head
     else:
@@ -258,12 +292,12 @@ def chunked_token_logprobs(
         def project(h_BQD: Array) -> Array:
             return jnp.einsum("bqd,dv->bqv", h_BQD, weight_DV, preferred_element_type=jnp.float32)
 
+    chunk = min(chunk, length)
     num_chunks = -(-length // chunk)
     padded = num_chunks * chunk
-    next_BT = _shift_targets(targets_BT)
-    hidden_CBQD = jnp.pad(hidden_BTD, ((0, 0), (0, padded - length), (0, 0)))
+    hidden_CBQD = jnp.pad(hidden_BKD, ((0, 0), (0, padded - length), (0, 0)))
     hidden_CBQD = hidden_CBQD.reshape(batch, num_chunks, chunk, width).swapaxes(0, 1)
-    next_CBQ = jnp.pad(next_BT, ((0, 0), (0, padded - length)))
+    next_CBQ = jnp.pad(next_BK, ((0, 0), (0, padded - length)))
     next_CBQ = next_CBQ.reshape(batch, num_chunks, chunk).swapaxes(0, 1)
 
     @jax.checkpoint
@@ -278,7 +312,7 @@ def chunked_token_logprobs(
     def unchunk(x_CBQ: Array) -> Array:
         return x_CBQ.swapaxes(0, 1).reshape(batch, padded)[:, :length]
 
-    return _align_to_tokens(unchunk(logprobs_CBQ)), _align_to_tokens(unchunk(entropy_CBQ))
+    return unchunk(logprobs_CBQ), unchunk(entropy_CBQ)
 
 
 # --------------------------------------------------------------------------------------------

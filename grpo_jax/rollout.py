@@ -280,7 +280,8 @@ class RolloutEngine:
         """One response per element of the model's call list, in its order, errors included.
 
         Valid calls run in the environment (in order); an element the parser rejected is answered
-        with its error at its own position; errors about the block as a whole come last.
+        with its error at its own position; errors about the block as a whole come last. Responses
+        may echo the model's own text back, so they are made encodable (`chat.encodable_text`).
         """
         outputs = iter(episode.call_tools(list(parsed.tool_calls)) if parsed.tool_calls else [])
         per_call = {e.call_index: e.as_tool_response() for e in parsed.errors if e.call_index is not None}
@@ -288,7 +289,7 @@ class RolloutEngine:
         responses = []
         for index in range(len(parsed.tool_calls) + len(per_call)):
             responses.append(per_call[index] if index in per_call else next(outputs))
-        return responses + block_errors
+        return [chat.encodable_text(text) for text in responses + block_errors]
 
 
 class ScriptedPolicy:

@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from grpo_jax import compile_log
+from grpo_jax.distributed import host_array
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class Sampler:
         if len(blocks) > batch:
             raise ValueError(f"got {len(blocks)} blocks for a state of {batch} rows")
         blocks = [list(b) if b else [] for b in blocks] + [[] for _ in range(batch - len(blocks))]
-        lengths = np.asarray(jax.device_get(state.lengths_B))
+        lengths = host_array(state.lengths_B)
         capacity = self._capacity(state)
         for row, block in enumerate(blocks):
             if lengths[row] + len(block) > capacity:
@@ -350,7 +351,7 @@ class Sampler:
         active[list(range(batch)) if rows is None else list(rows)] = True
         budget_B = _per_row(max_new_tokens, batch, "max_new_tokens", np.int32)
         capacity = self._capacity(state)
-        start_lengths_B = np.asarray(jax.device_get(state.lengths_B))
+        start_lengths_B = host_array(state.lengths_B)
         room_B = capacity - start_lengths_B
         budget_B = np.where(active, np.minimum(budget_B, room_B), 0).astype(np.int32)
         controls = (
@@ -378,8 +379,9 @@ class Sampler:
                     f"sampler.decode[B={batch},S={capacity},attend={attend}]"):
                 state, done_dev, num_new_dev, outputs = self._decode(
                     attend, params, state, controls, done_B, num_new_B)
-            token_KB, logprob_KB, active_KB, stopped_KB = jax.device_get(outputs)
-            done_B, num_new_B = np.asarray(jax.device_get(done_dev)), np.asarray(jax.device_get(num_new_dev))
+            # host_array: with several processes the rows live on different hosts.
+            token_KB, logprob_KB, active_KB, stopped_KB = host_array(outputs)
+            done_B, num_new_B = host_array((done_dev, num_new_dev))
             for k in range(token_KB.shape[0]):
                 for row in np.flatnonzero(active_KB[k]):
                     tokens[row].append(int(token_KB[k, row]))

@@ -8,11 +8,15 @@ were, and the step is counted as skipped.
 
 The "old" log-probs of the PPO ratio are recomputed by `logprobs` (same parameters, no gradient)
 before the update, as NeMo RL does; the sampler's log-probs are kept for the agreement metrics.
+
+Only the tokens that are trained on are scored: the forward runs over whole sequences, but the
+lm_head (a large share of a small model's work, and (B, T, V) logits for a large one) runs over
+hidden states gathered at the trained positions, K per row (`scored_positions`). Every per-token
+array of an update batch is therefore (M, b, K), aligned with `positions`.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import flax.struct
@@ -62,6 +66,45 @@ class LossConfig:
                    kl_output_clamp=float(config.kl_output_clamp_value), logprob_chunk=logprob_chunk, sft=sft)
 
 
+def scored_positions(loss_mask_BT: np.ndarray, multiple: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """positions_BK (int32) of each row's trained tokens, in order, and valid_BK (float32).
+
+    K is the largest count of a row, rounded up to `multiple` (a small set of compiled shapes);
+    padding entries point at position 0 and are invalid. Position 0 is never trained (nothing
+    predicts it), so a mask there is an error.
+    """
+    loss_mask_BT = np.asarray(loss_mask_BT)
+    if loss_mask_BT[:, 0].any():
+        raise ValueError("loss_mask_BT[:, 0] must be 0: no token predicts the first position")
+    counts_B = (loss_mask_BT > 0).sum(axis=1)
+    width = max(multiple, -(-int(counts_B.max(initial=0)) // multiple) * multiple)
+    positions_BK = np.zeros((loss_mask_BT.shape[0], width), np.int32)
+    valid_BK = np.zeros((loss_mask_BT.shape[0], width), np.float32)
+    for row in range(loss_mask_BT.shape[0]):
+        picked = np.flatnonzero(loss_mask_BT[row] > 0)
+        positions_BK[row, :len(picked)] = picked
+        valid_BK[row, :len(picked)] = 1.0
+    return positions_BK, valid_BK
+
+
+def make_update_batch(tokens_BT: np.ndarray, loss_mask_BT: np.ndarray, micro_batch_size: int, *,
+                      advantages_B: np.ndarray | None = None, sampler_logprobs_BT: np.ndarray | None = None,
+                      position_multiple: int = 64) -> dict[str, np.ndarray]:
+    """Stacked micro-batches (M, b, ...) for `Learner.update` from right-padded trajectories.
+
+    Per-token inputs are gathered at the trained positions: loss_mask (M, b, K) marks the real
+    entries of positions (M, b, K); sampler_logprobs follow the same positions.
+    """
+    positions_BK, valid_BK = scored_positions(loss_mask_BT, position_multiple)
+    arrays = {"tokens": np.asarray(tokens_BT, np.int32), "positions": positions_BK, "loss_mask": valid_BK}
+    if advantages_B is not None:
+        arrays["advantages"] = np.asarray(advantages_B, np.float32)
+    if sampler_logprobs_BT is not None:
+        arrays["sampler_logprobs"] = np.take_along_axis(np.asarray(sampler_logprobs_BT, np.float32),
+                                                        positions_BK, axis=1)
+    return stack_micro_batches(arrays, micro_batch_size)
+
+
 def stack_micro_batches(arrays: dict[str, np.ndarray], micro_batch_size: int) -> dict[str, np.ndarray]:
     """(B, ...) arrays → (M, b, ...) with b = micro_batch_size; B must be a multiple of b."""
     batch = next(iter(arrays.values())).shape[0]
@@ -70,10 +113,14 @@ def stack_micro_batches(arrays: dict[str, np.ndarray], micro_batch_size: int) ->
     return {k: v.reshape((batch // micro_batch_size, micro_batch_size) + v.shape[1:]) for k, v in arrays.items()}
 
 
-def _model_logprobs(graphdef, params, tokens_bT, chunk: int):
+def _model_logprobs(graphdef, params, tokens_bT, positions_bK, chunk: int):
+    """Log-probs and entropies (b, K) of the tokens at positions_bK, each given what precedes it."""
     model = nnx.merge(graphdef, params)
     hidden_bTD, _ = model.forward(tokens_bT)
-    return grpo.chunked_token_logprobs(hidden_bTD, model.logits, tokens_bT, min(chunk, tokens_bT.shape[1]))
+    before_bK = jnp.maximum(positions_bK - 1, 0)
+    hidden_bKD = jnp.take_along_axis(hidden_bTD, before_bK[..., None], axis=1)
+    next_bK = jnp.take_along_axis(tokens_bT, positions_bK, axis=1)
+    return grpo.next_token_logprobs(hidden_bKD, model.logits, next_bK, chunk)
 
 
 class Learner:
@@ -99,50 +146,51 @@ class Learner:
 
     # -- no-gradient forward --------------------------------------------------------------
 
-    def _logprobs_program(self, params, tokens_MbT):
-        def one(_, tokens_bT):
-            return None, _model_logprobs(self.graphdef, params, tokens_bT, self.loss.logprob_chunk)
-        _, (logprobs_MbT, entropy_MbT) = jax.lax.scan(one, None, tokens_MbT)
-        return logprobs_MbT, entropy_MbT
+    def _logprobs_program(self, params, tokens_MbT, positions_MbK):
+        def one(_, micro):
+            return None, _model_logprobs(self.graphdef, params, *micro, self.loss.logprob_chunk)
+        _, (logprobs_MbK, entropy_MbK) = jax.lax.scan(one, None, (tokens_MbT, positions_MbK))
+        return logprobs_MbK, entropy_MbK
 
-    def logprobs(self, params, tokens_MbT) -> tuple[jax.Array, jax.Array]:
-        """Per-token log-probs and entropies (M, b, T) of stacked micro-batches, no gradient."""
-        return self._logprobs(params, tokens_MbT)
+    def logprobs(self, params, tokens_MbT, positions_MbK) -> tuple[jax.Array, jax.Array]:
+        """Log-probs and entropies (M, b, K) of the tokens at `positions`, no gradient."""
+        return self._logprobs(params, tokens_MbT, positions_MbK)
 
     # -- the update -----------------------------------------------------------------------
 
     def _micro_loss(self, params, micro, num_valid_tokens, num_valid_sequences):
-        logprobs_bT, entropy_bT = _model_logprobs(self.graphdef, params, micro["tokens"], self.loss.logprob_chunk)
-        mask_bT = micro["loss_mask"]
+        logprobs_bK, entropy_bK = _model_logprobs(self.graphdef, params, micro["tokens"], micro["positions"],
+                                                  self.loss.logprob_chunk)
+        mask_bK = micro["loss_mask"]
         if self.loss.sft:
-            loss = grpo.aggregate(-logprobs_bT, mask_bT, loss_aggregation=self.loss.aggregation,
+            loss = grpo.aggregate(-logprobs_bK, mask_bK, loss_aggregation=self.loss.aggregation,
                                   num_valid_tokens=num_valid_tokens, num_valid_sequences=num_valid_sequences)
-            return loss, (logprobs_bT, entropy_bT)
+            return loss, (logprobs_bK, entropy_bK)
         loss, _ = grpo.policy_loss(
-            logprobs_bT, micro["old_logprobs"], micro["advantages"], mask_bT,
+            logprobs_bK, micro["old_logprobs"], micro["advantages"], mask_bK,
             num_valid_tokens=num_valid_tokens, num_valid_sequences=num_valid_sequences,
             loss_aggregation=self.loss.aggregation, ratio_clip_low=self.loss.ratio_clip_low,
             ratio_clip_high=self.loss.ratio_clip_high, ratio_clip_c=self.loss.ratio_clip_c,
             reference_logprobs_BT=micro.get("reference_logprobs"), kl_beta=self.loss.kl_beta,
             kl_type=self.loss.kl_type, kl_input_clamp=self.loss.kl_input_clamp,
             kl_output_clamp=self.loss.kl_output_clamp)
-        return loss, (logprobs_bT, entropy_bT)
+        return loss, (logprobs_bK, entropy_bK)
 
     def _update_program(self, state: TrainState, batch):
-        mask_MbT = batch["loss_mask"]
-        num_valid_tokens = mask_MbT.sum()
-        num_valid_sequences = (mask_MbT.sum(axis=-1) > 0).sum()
+        mask_MbK = batch["loss_mask"]
+        num_valid_tokens = mask_MbK.sum()
+        num_valid_sequences = (mask_MbK.sum(axis=-1) > 0).sum()
         grad_fn = jax.value_and_grad(self._micro_loss, has_aux=True)
 
         def accumulate(grads_sum, micro):
-            (loss, (logprobs_bT, entropy_bT)), grads = grad_fn(
+            (loss, (logprobs_bK, entropy_bK)), grads = grad_fn(
                 state.params, micro, num_valid_tokens, num_valid_sequences)
-            return jax.tree.map(jnp.add, grads_sum, grads), (loss, logprobs_bT, entropy_bT)
+            return jax.tree.map(jnp.add, grads_sum, grads), (loss, logprobs_bK, entropy_bK)
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, (loss_M, logprobs_MbT, entropy_MbT) = jax.lax.scan(accumulate, zeros, batch)
+        grads, (loss_M, logprobs_MbK, entropy_MbK) = jax.lax.scan(accumulate, zeros, batch)
         loss = loss_M.sum()
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
         def apply(_):
@@ -157,23 +205,24 @@ class Learner:
                                skipped_updates=state.skipped_updates + (~finite).astype(jnp.int32))
         metrics = {"loss": loss, "grad_norm": grad_norm, "update_skipped": (~finite).astype(jnp.int32),
                    "num_valid_tokens": num_valid_tokens, "num_valid_sequences": num_valid_sequences}
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - (M, b, T) → (B, T)
-        mask_BT = flat(mask_MbT)
-        logprobs_BT = flat(logprobs_MbT)
-        metrics.update(grpo.entropy_metrics(logprobs_BT, mask_BT, flat(entropy_MbT)))
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731 - (M, b, K) → (B, K)
+        mask_BK = flat(mask_MbK)
+        logprobs_BK = flat(logprobs_MbK)
+        metrics.update(grpo.entropy_metrics(logprobs_BK, mask_BK, flat(entropy_MbK)))
         if not self.loss.sft:
-            old_BT = flat(batch["old_logprobs"])
-            metrics.update(grpo.ratio_metrics(logprobs_BT, old_BT, flat(batch["advantages"]), mask_BT,
+            old_BK = flat(batch["old_logprobs"])
+            metrics.update(grpo.ratio_metrics(logprobs_BK, old_BK, flat(batch["advantages"]), mask_BK,
                                               ratio_clip_low=self.loss.ratio_clip_low,
                                               ratio_clip_high=self.loss.ratio_clip_high))
             if "sampler_logprobs" in batch:
-                metrics.update(grpo.logprob_error_metrics(flat(batch["sampler_logprobs"]), old_BT, mask_BT))
+                metrics.update(grpo.logprob_error_metrics(flat(batch["sampler_logprobs"]), old_BK, mask_BK))
         return new_state, metrics
 
     def update(self, state: TrainState, batch: dict[str, np.ndarray]) -> tuple[TrainState, dict]:
         """One optimizer step over stacked micro-batches (see module doc); `state` is donated.
 
-        batch: tokens (M, b, T) int32, loss_mask (M, b, T), and for GRPO advantages (M, b),
-        old_logprobs (M, b, T), optionally sampler_logprobs and reference_logprobs (M, b, T).
+        batch (see `make_update_batch`): tokens (M, b, T) int32, positions (M, b, K) int32 and
+        loss_mask (M, b, K); for GRPO also advantages (M, b) and old_logprobs (M, b, K), optionally
+        sampler_logprobs and reference_logprobs (M, b, K), all at `positions`.
         """
         return self._update(state, batch)

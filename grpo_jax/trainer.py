@@ -26,14 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from grpo_jax import chat, compile_log, config_checks, grpo, metrics as metrics_lib, optim, sft, sharding
+from grpo_jax import chat, compile_log, config_checks, distributed, grpo, metrics as metrics_lib, optim, sft, sharding
 from grpo_jax.checkpointing import Checkpointer, CheckpointState
 from grpo_jax.data import StreamPosition, TaskStream, validation_tasks
+from grpo_jax.distributed import host_array
 from grpo_jax.envs import make_environment
-from grpo_jax.models import load_hf_model, save_hf_model
+from grpo_jax.models import NemotronHConfig, load_hf_model, save_hf_model
 from grpo_jax.rollout import END_TRUNCATED, RolloutBatch, RolloutConfig, RolloutEngine
 from grpo_jax.sampling import Sampler, SamplerConfig
-from grpo_jax.train_step import Learner, LossConfig, TrainState, stack_micro_batches
+from grpo_jax.train_step import Learner, LossConfig, TrainState, make_update_batch
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def _rollout_metrics(batch: RolloutBatch, prefix: str) -> dict[str, float]:
 class Trainer:
     """Everything a GRPO (or SFT) run holds; `run()` is the loop."""
 
-    def __init__(self, config, workdir: str | pathlib.Path, *, quiet: bool = False):
+    def __init__(self, config, workdir: str | pathlib.Path, *, quiet: bool = False,
+                 restore_step: int | None = None):
         config_checks.validate_config(config)
         self.config = config
         self.workdir = pathlib.Path(workdir)
@@ -96,7 +98,8 @@ class Trainer:
         self.quiet = quiet
         self.primary = jax.process_index() == 0
         compile_log.install()
-        (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        if self.primary:  # with several processes, only process 0 writes the run's files
+            (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
         m, g = config.model, config.grpo
         sizes = config_checks.mesh_sizes(config, jax.device_count())
@@ -105,12 +108,9 @@ class Trainer:
             logger.warning("the mesh uses %d of the %d devices", len(devices), jax.device_count())
         self.mesh = sharding.make_mesh(**sizes, devices=devices)
         compute_dtype = _DTYPES[m.precision]
-        with jax.set_mesh(self.mesh):
-            self.model = load_hf_model(m.path, mesh=self.mesh, param_dtype=_DTYPES[m.param_dtype],
-                                       compute_dtype=compute_dtype, remat=m.remat,
-                                       time_step_clamp=m.time_step_clamp,
-                                       attention_query_chunk=m.attention_query_chunk)
-        config_checks.validate_model_mesh(self.model.config, self.mesh, config)
+        # Everything that can be checked without weights is checked before any weight is read or
+        # any program compiled: the model's shapes against the mesh, the prompt against the budget.
+        config_checks.validate_model_mesh(NemotronHConfig.from_hf_config(m.path), self.mesh, config)
         self.tokenizer_dir = pathlib.Path(m.tokenizer_path or m.path)
         self.tokenizer = chat.load_tokenizer(self.tokenizer_dir)
         self.env = make_environment(config.env)
@@ -123,6 +123,11 @@ class Trainer:
                                           seed=config.validation.seed)
         longest = max(len(self.rollout.prompt_tokens(self.env.start(t))[0]) for t in self.val_tasks[:8])
         config_checks.validate_prompt_budget(longest, config)
+        with jax.set_mesh(self.mesh):
+            self.model = load_hf_model(m.path, mesh=self.mesh, param_dtype=_DTYPES[m.param_dtype],
+                                       compute_dtype=compute_dtype, remat=m.remat,
+                                       time_step_clamp=m.time_step_clamp,
+                                       attention_query_chunk=m.attention_query_chunk)
 
         self.graphdef, params = nnx.split(self.model)
         self.optimizer = optim.make_optimizer(
@@ -156,7 +161,7 @@ class Trainer:
         self.stream = TaskStream(config.env, seed=config.env.task_seed, block_size=config.env.task_block_size)
         self.start_step = 0
         self.best_val = None
-        self._restore()
+        self._restore(restore_step)
         self.writer = metrics_lib.MetricsWriter(self.workdir, tensorboard=config.logging.tensorboard) \
             if self.primary else None
         self.transcripts = metrics_lib.TranscriptWriter(
@@ -164,9 +169,11 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def _restore(self) -> None:
+    def _restore(self, step: int | None = None) -> None:
+        """Resumes from the latest good checkpoint in the work directory (or exactly `step`)."""
         target = CheckpointState(params=self.state.params, opt_state=self.state.opt_state, step=0)
-        restored = self.checkpointer.restore_latest_good(target=target)
+        restored = (self.checkpointer.restore_latest_good(target=target) if step is None
+                    else self.checkpointer.restore(step, target=target))
         if restored is None:
             return
         self.state = TrainState(step=jnp.asarray(restored.step, jnp.int32), params=restored.params,
@@ -249,12 +256,6 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------
 
-    def train_batch_arrays(self, batch: RolloutBatch, advantages_B: np.ndarray) -> dict[str, np.ndarray]:
-        t = self.config.train
-        arrays = batch.arrays(length_multiple=t.length_bucket)
-        return {"tokens": arrays["tokens_BT"], "loss_mask": arrays["loss_mask_BT"],
-                "sampler_logprobs": arrays["sampler_logprobs_BT"], "advantages": advantages_B.astype(np.float32)}
-
     def step(self, step: int) -> dict[str, Any]:
         return self._sft_step(step) if self.sft else self._grpo_step(step)
 
@@ -263,18 +264,26 @@ class Trainer:
         start = time.perf_counter()
         batch = sft.expert_batch(self.rollout, self.stream.take(self.config.grpo.num_prompts_per_step))
         arrays = batch.arrays(length_multiple=self.config.train.length_bucket)
-        stacked = stack_micro_batches({"tokens": arrays["tokens_BT"], "loss_mask": arrays["loss_mask_BT"]},
-                                      self.config.train.micro_batch_size)
+        stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], self.config.train.micro_batch_size)
         timings = {metrics_lib.TIMING_ROLLOUT: time.perf_counter() - start}
         start = time.perf_counter()
         lr = float(self.lr_schedule(int(self.state.step) - int(self.state.skipped_updates)))
         self.state, update_metrics = self.learner.update(self.state, stacked)
-        out = {f"train/{k}": float(v) for k, v in jax.device_get(update_metrics).items()}
+        out = {f"train/{k}": float(v) for k, v in host_array(update_metrics).items()}
         timings[metrics_lib.TIMING_UPDATE] = time.perf_counter() - start
         out.update(_rollout_metrics(batch, "train/expert"))
         out[metrics_lib.TRAIN_LR] = lr
+        self._report_skipped(step, out)
         out.update(timings)
         return out
+
+    def _logprobs(self, params, stacked: dict[str, np.ndarray]) -> np.ndarray:
+        """Log-probs at the trained positions, in micro-batches of train.logprob_batch_size."""
+        shape = stacked["positions"].shape
+        size = self.config.train.logprob_batch_size
+        regroup = lambda x: x.reshape((-1, size) + x.shape[2:])  # noqa: E731 - (M, b, .) → (M', b', .)
+        logprobs, _ = self.learner.logprobs(params, regroup(stacked["tokens"]), regroup(stacked["positions"]))
+        return host_array(logprobs).reshape(shape)
 
     def _grpo_step(self, step: int) -> dict[str, Any]:
         g, t = self.config.grpo, self.config.train
@@ -287,26 +296,24 @@ class Trainer:
         advantages_PG = np.asarray(grpo.compute_advantages(
             rewards_PG, use_leave_one_out_baseline=g.use_leave_one_out_baseline,
             normalize_rewards=g.normalize_rewards))
-        arrays = self.train_batch_arrays(batch, advantages_PG.reshape(-1))
-        stacked = stack_micro_batches(arrays, t.micro_batch_size)
+        arrays = batch.arrays(length_multiple=t.length_bucket)
+        stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], t.micro_batch_size,
+                                    advantages_B=advantages_PG.reshape(-1),
+                                    sampler_logprobs_BT=arrays["sampler_logprobs_BT"])
 
         start = time.perf_counter()
         if g.old_logprobs == "sampler":
             stacked["old_logprobs"] = stacked["sampler_logprobs"]
         else:
-            tokens = stack_micro_batches({"tokens": arrays["tokens"]}, t.logprob_batch_size)["tokens"]
-            old, _ = self.learner.logprobs(self.state.params, tokens)
-            stacked["old_logprobs"] = np.asarray(old).reshape(stacked["tokens"].shape)
+            stacked["old_logprobs"] = self._logprobs(self.state.params, stacked)
         if self.reference_params is not None:
-            tokens = stack_micro_batches({"tokens": arrays["tokens"]}, t.logprob_batch_size)["tokens"]
-            ref, _ = self.learner.logprobs(self.reference_params, tokens)
-            stacked["reference_logprobs"] = np.asarray(ref).reshape(stacked["tokens"].shape)
+            stacked["reference_logprobs"] = self._logprobs(self.reference_params, stacked)
         timings[metrics_lib.TIMING_LOGPROB] = time.perf_counter() - start
 
         start = time.perf_counter()
         lr = float(self.lr_schedule(int(self.state.step) - int(self.state.skipped_updates)))
         self.state, update_metrics = self.learner.update(self.state, stacked)
-        update_metrics = {k: float(v) for k, v in jax.device_get(update_metrics).items()}
+        update_metrics = {k: float(v) for k, v in host_array(update_metrics).items()}
         timings[metrics_lib.TIMING_UPDATE] = time.perf_counter() - start
 
         out = {f"train/{k}": v for k, v in update_metrics.items()}
@@ -314,12 +321,20 @@ class Trainer:
         out.update({f"train/{k}": float(v) for k, v in grpo.reward_metrics(rewards_PG).items()})
         out.update({f"train/advantages/{k}": float(v) for k, v in grpo.advantage_metrics(advantages_PG).items()})
         out[metrics_lib.TRAIN_LR] = lr
-        out["train/skipped_updates_total"] = float(self.state.skipped_updates)
+        self._report_skipped(step, out)
         out.update(timings)
         if self.transcripts is not None:
             records = sorted((tr.record() for tr in batch.trajectories), key=lambda r: -r["reward"])
             self.transcripts.write(step, records[:1] + records[-1:], split="train")
         return out
+
+    def _report_skipped(self, step: int, out: dict[str, Any]) -> None:
+        """Adds the running count of skipped updates to `out` and warns when this one was skipped."""
+        out["train/skipped_updates_total"] = float(self.state.skipped_updates)
+        if out.get("train/update_skipped"):
+            logger.warning("step %d: non-finite loss (%s) or gradient norm (%s): the update was skipped, "
+                           "parameters and optimizer state are unchanged (%d skipped so far)", step,
+                           out.get("train/loss"), out.get("train/grad_norm"), int(self.state.skipped_updates))
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -349,7 +364,9 @@ class Trainer:
                 out[metrics_lib.TIMING_STEP] = time.perf_counter() - step_start
                 out["compile/count"] = float(compile_log.compile_count())
                 pausing = stop_after is not None and step >= stop_after and step != g.max_num_steps
-                if (step % self.config.checkpoint.save_period == 0 or step == g.max_num_steps or stop.raised
+                # Processes must agree: one that saves (a collective) while another trains on would hang.
+                stopping = distributed.any_process(stop.raised)
+                if (step % self.config.checkpoint.save_period == 0 or step == g.max_num_steps or stopping
                         or pausing):
                     start = time.perf_counter()
                     self.save(step, val_accuracy)
@@ -357,7 +374,7 @@ class Trainer:
                 record = self._log(step, out)
                 progress.update(step, record)
                 summary.update(record)
-                if stop.raised:
+                if stopping:
                     self.checkpointer.wait_until_finished()
                     raise Preempted(f"stopped by SIGTERM after step {step}; checkpoint "
                                     f"{self.checkpointer.step_dir(step)} written, rerun to resume")
@@ -366,7 +383,7 @@ class Trainer:
                     return summary
         progress.close()
         self.checkpointer.wait_until_finished()
-        if self.config.checkpoint.export_hf and self.primary:
+        if self.config.checkpoint.export_hf:  # every process: gathering sharded weights is collective
             self.export(self.workdir / "hf_export")
         if self.primary:
             from grpo_jax import plot
@@ -387,9 +404,9 @@ class Trainer:
     def export(self, out_dir: pathlib.Path) -> pathlib.Path:
         """The current policy as an HF directory (weights in param dtype, plus the tokenizer)."""
         nnx.update(self.model, self.state.params)
-        save_hf_model(self.model, out_dir)
+        save_hf_model(self.model, out_dir)  # all processes gather, process 0 writes
         for name in TOKENIZER_FILES:
-            if (self.tokenizer_dir / name).exists():
+            if self.primary and (self.tokenizer_dir / name).exists():
                 shutil.copy(self.tokenizer_dir / name, out_dir / name)
         return out_dir
 

@@ -70,8 +70,18 @@ def tiny_hf_dir(tmp_path_factory, workplace_tokenizer_dir, workplace_tokenizer):
 
 
 @pytest.fixture
-def small_run_config(tiny_hf_dir):
+def small_run_config(small_run_config_factory):
     """The tiny preset shrunk to seconds per step: 2 tasks x 2 generations, short turns."""
+    return small_run_config_factory()
+
+
+@pytest.fixture(scope="session")
+def small_run_config_factory(tiny_hf_dir):
+    """`small_run_config` as a function (a fresh config per call), for module-scoped fixtures."""
+    return lambda: _small_run_config(tiny_hf_dir)
+
+
+def _small_run_config(tiny_hf_dir):
     from configs import workplace
 
     config = workplace.get_config("tiny")

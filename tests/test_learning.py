@@ -15,7 +15,7 @@ from grpo_jax.models.nemotron_h import create_model
 from grpo_jax.rollout import RolloutConfig, RolloutEngine
 from grpo_jax.sampling import Sampler, SamplerConfig
 from grpo_jax.tokenizer import build_tokenizer
-from grpo_jax.train_step import Learner, LossConfig, stack_micro_batches
+from grpo_jax.train_step import Learner, LossConfig, make_update_batch
 
 TARGET = "Z"
 PROMPTS, GENERATIONS, MAX_STEPS = 8, 8, 40
@@ -69,10 +69,10 @@ def test_policy_gradient_learns_to_say_the_target(tokenizer):
             break
         advantages_B = np.asarray(grpo.compute_advantages(batch.rewards_PG())).reshape(-1)
         arrays = batch.arrays(length_multiple=16)
-        stacked = stack_micro_batches({"tokens": arrays["tokens_BT"], "loss_mask": arrays["loss_mask_BT"],
-                                       "sampler_logprobs": arrays["sampler_logprobs_BT"],
-                                       "advantages": advantages_B}, micro_batch_size=32)
-        old_logprobs, _ = learner.logprobs(state.params, stacked["tokens"])
+        stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], micro_batch_size=32,
+                                    advantages_B=advantages_B, sampler_logprobs_BT=arrays["sampler_logprobs_BT"],
+                                    position_multiple=8)
+        old_logprobs, _ = learner.logprobs(state.params, stacked["tokens"], stacked["positions"])
         stacked["old_logprobs"] = np.asarray(old_logprobs)
         state, metrics = learner.update(state, stacked)
         # The trainer's own forward reproduces the sampler's log-probs (same weights, fp32).

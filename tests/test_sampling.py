@@ -120,6 +120,22 @@ def test_rows_stop_independently_and_budgets_hold(exact_model, sampler):
                                   [len(p) + len(t) for p, t in zip(PROMPTS, out.tokens)])
 
 
+def test_attend_buckets_smaller_than_the_cache_change_nothing(exact_model, sampler):
+    """Decode chunks that attend to a power-of-two prefix of the KV buffer (16, 32, 64 positions
+    of 128) give the tokens and log-probs of attending to the whole buffer."""
+    params = nnx.split(exact_model)[1]
+    bucketed = Sampler(sampler.graphdef, dataclasses.replace(sampler.config, min_attend_bucket=16))
+    runs = []
+    for s in (sampler, bucketed):
+        state = s.prefill(params, PROMPTS, max_len=128, seed=4)
+        state, out = s.decode(params, state, 40, rows=[0, 1, 2], temperature=1.0)
+        runs.append(out)
+    assert bucketed.attend_bucket(13 + 4, 128) == 32 and sampler.attend_bucket(60, 128) == 128
+    assert runs[0].tokens == runs[1].tokens
+    np.testing.assert_allclose(np.array(runs[0].logprobs[:3]), np.array(runs[1].logprobs[:3]),
+                               atol=1e-5)
+
+
 def test_changing_sampling_controls_compiles_nothing(exact_model, sampler):
     params = nnx.split(exact_model)[1]
     state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)

@@ -87,14 +87,30 @@ def parse_arguments(arguments: JsonDict | str | None) -> JsonDict:
     if arguments is None:
         raise InvalidArguments(_invalid_arguments_text("the arguments could not be parsed"))
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as error:
-            raise InvalidArguments(_invalid_arguments_text(repr(error))) from None
+        arguments, error = decode_json(arguments)
+        if error is not None:
+            raise InvalidArguments(_invalid_arguments_text(error))
     if not isinstance(arguments, dict):
         raise InvalidArguments(
             _invalid_arguments_text(f"expected a JSON object, got {type(arguments).__name__}"))
     return arguments
+
+
+def decode_json(text: str) -> tuple[Any, str | None]:
+    """(value, None) for JSON text, else (None, a description of why it does not decode).
+
+    Model-written text reaches `json.loads` here, so every way it can fail is caught, not only
+    JSONDecodeError: an integer literal over Python's 4300-digit limit raises a plain ValueError
+    and deep nesting ("[[[[...") raises RecursionError.
+    """
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as error:
+        return None, repr(error)
+    except RecursionError:
+        return None, "RecursionError('the JSON is nested too deeply')"
+    except ValueError as error:
+        return None, repr(ValueError(str(error)[:200]))
 
 
 def _invalid_arguments_text(detail: str) -> str:

@@ -311,7 +311,10 @@ def read_hf_config_json(path: str | os.PathLike) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no HF config at {path}")
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): truncated or not an HF config") from None
 
 
 def _layer_pattern(hf: Mapping[str, Any]) -> str:

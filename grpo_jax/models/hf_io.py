@@ -162,7 +162,11 @@ def _stored_tensors(path: pathlib.Path) -> dict[str, str]:
     index = path / INDEX_FILE
     if index.is_file():
         with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map")
+            try:
+                weight_map = json.load(f)
+            except json.JSONDecodeError as error:
+                raise CheckpointError(f"{index} is not valid JSON ({error})") from None
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no weight_map")
         return dict(weight_map)
@@ -171,9 +175,18 @@ def _stored_tensors(path: pathlib.Path) -> dict[str, str]:
         raise CheckpointError(f"no *.safetensors files and no {INDEX_FILE} in {path}")
     stored = {}
     for file in files:
-        with safe_open(file, framework="np") as f:
+        with _open_safetensors(file) as f:
             stored.update({name: file.name for name in f.keys()})
     return stored
+
+
+def _open_safetensors(file: pathlib.Path):
+    """safe_open, with a damaged file (truncated, garbled header) reported by name."""
+    try:
+        return safe_open(file, framework="np")
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorError
+        raise CheckpointError(f"{file} is not a readable safetensors file (truncated or corrupted?): "
+                              f"{type(error).__name__}: {error}") from None
 
 
 def _resolve(layout: Sequence[_Tensor], stored: dict[str, str], path: pathlib.Path
@@ -278,7 +291,7 @@ def load_hf_model(path: str | os.PathLike, mesh: Mesh | None = None,
                 if not file.is_file():
                     raise CheckpointError(f"tensor {name} is in {file_name} according to "
                                           f"{INDEX_FILE}, but {file} does not exist")
-                handle = stack.enter_context(safe_open(file, framework="np"))
+                handle = stack.enter_context(_open_safetensors(file))
                 handles[file_name] = handle, set(handle.keys())
             handle, keys = handles[file_name]
             if name not in keys:

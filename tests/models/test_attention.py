@@ -71,3 +71,23 @@ def test_query_chunked_path_never_holds_all_scores():
 
     assert scratch_bytes(t) > all_scores_bytes
     assert scratch_bytes(chunk) < all_scores_bytes / 4
+
+
+def test_one_query_decode_path_matches_numpy(inputs):
+    """T = 1 (decoding) takes the multiply-and-reduce path; rows sit at different positions."""
+    q, k, v, _ = inputs
+    query_pos = np.asarray([[KEYS - 1], [5]], np.int32)
+    out = causal_attention(q[:, :1], k, v, query_pos, query_chunk=QUERIES)
+    np.testing.assert_allclose(out, _numpy_attention(q[:, :1], k, v, query_pos), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_implementation_switch_validates_and_restores():
+    from grpo_jax.models import attention
+
+    with pytest.raises(ValueError, match="flash"):
+        with attention.use_implementation("flash"):
+            pass
+    with attention.use_implementation("cudnn"):
+        assert attention.current_implementation() == "cudnn"
+    assert attention.current_implementation() == "xla"

@@ -78,3 +78,14 @@ def test_segsum_is_stable_for_large_prefix_sums():
     assert out[-1, -2] == np.float32(-1e-3)
     assert np.isneginf(out[0, 1])
     assert out[5, 5] == 0.0
+
+
+def test_step_keeps_rows_without_a_token_bit_for_bit():
+    rng = np.random.default_rng(2)
+    x, dt, A, B, C, h0 = (np.float32(v) for v in _random_inputs(rng, length=1))
+    update = np.arange(x.shape[0]) % 2 == 0
+    y, h = jax.jit(ssd.ssd_step)(h0, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0], update)
+    _, h_all = jax.jit(ssd.ssd_step)(h0, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
+    np.testing.assert_array_equal(np.asarray(h)[~update], h0[~update])
+    np.testing.assert_allclose(np.asarray(h)[update], np.asarray(h_all)[update], rtol=1e-5,
+                               atol=1e-6)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from grpo_jax.envs.base import EpisodeResult, JsonDict, ToolCall
+from grpo_jax.envs.base import EpisodeResult, JsonDict, ToolCall, decode_json
 from grpo_jax.envs.workplace.execution import respond
 from grpo_jax.envs.workplace.prompts import FULL, PROMPT_VARIANTS, system_prompt
 from grpo_jax.envs.workplace.sandbox import Sandbox
@@ -140,10 +140,7 @@ class WorkplaceEpisode:
 
 def _has_null_argument(arguments: JsonDict | str) -> bool:
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            return False
+        arguments, _ = decode_json(arguments)
     return isinstance(arguments, dict) and any(value is None for value in arguments.values())
 
 

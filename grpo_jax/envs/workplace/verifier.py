@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from grpo_jax.envs.base import ToolCall
+from grpo_jax.envs.base import ToolCall, decode_json
 from grpo_jax.envs.workplace import constants as C
 from grpo_jax.envs.workplace.execution import run_call
 from grpo_jax.envs.workplace.sandbox import Sandbox, World
@@ -119,9 +119,8 @@ def normalize_call(call: CallLike) -> tuple[str, dict[str, Any] | None]:
     else:
         name, arguments = call.get("name"), call.get("arguments")
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
+        arguments, error = decode_json(arguments)
+        if error is not None:
             return str(name), None
     return str(name), arguments if isinstance(arguments, dict) else None
 

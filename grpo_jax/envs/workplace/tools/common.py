@@ -6,6 +6,8 @@ including the ones that raise (a regex that does not compile, a filter over miss
 from __future__ import annotations
 
 import re
+import re._constants as _sre_constants  # re's own parser (Python >= 3.11), to inspect a pattern
+import re._parser as _sre_parser
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +25,12 @@ def regex_matches(values: Sequence[Any], pattern: Any, missing: bool | None = No
     mask cannot index a frame and ValueError is raised, as pandas does.
     """
     regex = re.compile(pattern, flags=re.IGNORECASE)
+    if _nests_repetition(_sre_parser.parse(pattern, re.IGNORECASE)):
+        # The model writes these patterns: `(.*)*x` or `(\w+\s?)*!` backtrack exponentially in
+        # the cell length, and one such search stalls a rollout for minutes or hours (pandas
+        # would hang too). No search text of the tasks nests repetitions.
+        raise ValueError(f"the pattern {pattern[:100]!r} repeats a repetition (like '(a+)+' or "
+                         "'(.*)*'), which can take exponential time; search for plain text instead")
     mask = []
     for value in values:
         if isinstance(value, str):
@@ -32,6 +40,36 @@ def regex_matches(values: Sequence[Any], pattern: Any, missing: bool | None = No
         else:
             mask.append(missing)
     return mask
+
+
+_REPEATS = (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _sre_constants.POSSESSIVE_REPEAT)
+
+
+def _nests_repetition(parsed, inside_repeat: bool = False) -> bool:
+    """True if a quantifier allowing more than one match sits inside another such quantifier."""
+    for op, av in parsed:
+        if op in _REPEATS:
+            _, high, body = av
+            if high > 1 and (inside_repeat or _nests_repetition(body, True)):
+                return True
+            if high <= 1 and _nests_repetition(body, inside_repeat):
+                return True
+        elif op is _sre_constants.SUBPATTERN:
+            if _nests_repetition(av[-1], inside_repeat):
+                return True
+        elif op is _sre_constants.BRANCH:
+            if any(_nests_repetition(branch, inside_repeat) for branch in av[1]):
+                return True
+        elif op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT):
+            if _nests_repetition(av[1], inside_repeat):
+                return True
+        elif op is _sre_constants.ATOMIC_GROUP:
+            if _nests_repetition(av, inside_repeat):
+                return True
+        elif op is _sre_constants.GROUPREF_EXISTS:
+            if any(branch is not None and _nests_repetition(branch, inside_repeat) for branch in av[1:]):
+                return True
+    return False
 
 
 def string_compare(values: Sequence[Any], bound: Any, keep_greater_or_equal: bool) -> list[bool]:
