@@ -118,7 +118,7 @@ def _base() -> ml_collections.ConfigDict:
     env.task_block_size = 256             # training tasks are generated this many at a time
     env.families = ""                     # comma-separated family ids; empty = every family
     env.tool_names = ""                   # comma-separated tools shown to the model; empty = all 27
-    env.tool_schema = "full"              # "full", "compact" or "minimal" (small context windows)
+    env.tool_schema = "full"              # "full", "compact", "minimal" or "none" (small context windows)
     env.system_prompt = "full"            # "full" (NeMo Gym's text) or "short"
 
     # --- validation ------------------------------------------------------------------------
@@ -177,12 +177,12 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
     config.model.data_parallel_size = 1   # one CPU device: XLA uses the cores within it
     config.model.remat = "none"
     config.model.attention_query_chunk = 2048  # dense attention: the tiny run's sequences are short
-    config.grpo.num_prompts_per_step = 16
+    config.grpo.num_prompts_per_step = 8
     config.grpo.num_generations_per_prompt = 8
-    config.grpo.max_num_steps = 30
-    config.grpo.val_period = 10
-    config.optimizer.lr = 1.0e-4
-    config.optimizer.min_lr = 1.0e-5
+    config.grpo.max_num_steps = 24
+    config.grpo.val_period = 12
+    config.optimizer.lr = 2.0e-4
+    config.optimizer.min_lr = 2.0e-5
     config.optimizer.warmup_steps = 0
     config.train.micro_batch_size = 32
     config.train.logprob_batch_size = 64
@@ -193,13 +193,14 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
     config.generation.prefill_chunk = 1024
     config.generation.cache_multiple = 256
     config.env.tool_names = ",".join(TINY_TOOLS)
-    config.env.tool_schema = "minimal"
+    # The tiny model learns its 7 tools in the warm start; listing them would triple its context.
+    config.env.tool_schema = "none"
     config.env.system_prompt = "short"
     config.env.families = ",".join(TINY_FAMILIES)
     config.env.train_sandboxes = 64
     config.validation.num_tasks = 256
     config.validation.batch_size = 128
-    config.checkpoint.save_period = 10
+    config.checkpoint.save_period = 12
     config.checkpoint.max_to_keep = 2
 
 
@@ -210,7 +211,7 @@ def _tiny_sft(config: ml_collections.ConfigDict) -> None:
     config.grpo.num_prompts_per_step = 32
     config.grpo.max_num_steps = 1500
     config.grpo.val_at_start = False
-    config.grpo.val_period = 250
+    config.grpo.val_period = 100
     config.validation.num_tasks = 64
     config.validation.temperature = 0.0   # greedy while warming up: the capability, not the luck
     config.optimizer.lr = 2.0e-3
@@ -220,8 +221,8 @@ def _tiny_sft(config: ml_collections.ConfigDict) -> None:
     config.optimizer.weight_decay = 0.0
     config.train.micro_batch_size = 32
     config.train.logprob_batch_size = 32
-    config.checkpoint.save_period = 250
-    config.checkpoint.max_to_keep = 8
+    config.checkpoint.save_period = 100
+    config.checkpoint.max_to_keep = 20  # every warm-start candidate stays exportable
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

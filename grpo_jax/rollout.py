@@ -251,7 +251,9 @@ class RolloutEngine:
         trajectory.num_turns = turn
         text = chat.decode_tokens(self.tokenizer, generated)
         trajectory.transcript.append(chat.assistant_message_from_generation(text))
-        parsed = chat.parse_assistant(text, episode.tools, thinking=thinking)
+        # A prompt without a tool list (tool_schema "none") restricts nothing at parse time: the
+        # environment itself answers a call to a tool it lacks with an error message.
+        parsed = chat.parse_assistant(text, episode.tools or None, thinking=thinking)
         if result.finish_reasons[row] != FINISH_STOP:
             # The turn was cut by the sequence (or per-turn) budget before its end-of-turn token;
             # what it said so far is still scored (answer-scored environments read it).

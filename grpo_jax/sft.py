@@ -24,4 +24,15 @@ def expert_turn_texts(task: dict) -> list[str]:
 def expert_batch(engine: RolloutEngine, tasks: Sequence[dict]) -> RolloutBatch:
     """The expert trajectories of `tasks`, tokenised and masked exactly as rollouts are."""
     turns = [[chat.encode_piece(engine.tokenizer, text) for text in expert_turn_texts(task)] for task in tasks]
-    return engine.run(ScriptedPolicy(turns, engine.stop_ids), tasks, num_generations=1, seed=0)
+    batch = engine.run(ScriptedPolicy(turns, engine.stop_ids), tasks, num_generations=1, seed=0)
+    # An expert that does not score 1 (its calls rejected by the prompt's tool list, a budget that
+    # cuts it) would teach error handling instead of the task: stop before training on it.
+    for trajectory in batch.trajectories:
+        if trajectory.reward != 1.0 or trajectory.num_parse_errors or trajectory.num_tool_errors:
+            raise ValueError(
+                f"the expert trajectory of task {trajectory.task.get('id')!r} (family "
+                f"{trajectory.task.get('family')!r}) scored {trajectory.reward} with "
+                f"{trajectory.num_parse_errors} rejected and {trajectory.num_tool_errors} failed calls "
+                f"(end: {trajectory.end_reason}); check env.tool_names / env.tool_schema and the "
+                f"sequence budget. Last message: {str(trajectory.transcript[-1])[:300]}")
+    return batch

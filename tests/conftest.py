@@ -28,7 +28,7 @@ def nemo_gym_workplace_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def tiny_env_config():
-    """The `env` section of the tiny preset (minimal tool schemas, six task families)."""
+    """The `env` section of the tiny preset (no tool list in the prompt, six task families)."""
     from configs import workplace
 
     return workplace.get_config("tiny").env

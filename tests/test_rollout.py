@@ -134,6 +134,9 @@ def test_expert_replays_score_one_for_every_tiny_family(workplace_tokenizer, env
     batch = sft.expert_batch(_engine(workplace_tokenizer, env), list(tasks.values()))
     assert [t.reward for t in batch.trajectories] == [1.0] * len(tasks)
     assert all(t.end_reason == END_ANSWER and t.num_parse_errors == 0 for t in batch.trajectories)
+    # An expert cut short (here by the sequence budget) is refused, not trained on.
+    with pytest.raises(ValueError, match="expert trajectory of task .* scored 0.0"):
+        sft.expert_batch(_engine(workplace_tokenizer, env, max_total_sequence_length=150), [tasks["E3"]])
 
 
 model_text = st.one_of(
@@ -161,7 +164,7 @@ def test_fuzzed_model_output_never_crashes_the_loop(workplace_tokenizer, env, ta
     # Every malformed call is answered: each error the parser reported reached the model.
     for index, text in enumerate(turns[:trajectory.num_turns]):
         parsed = chat.parse_assistant(chat.decode_tokens(tok, scripted[index])[:-len(chat.END_OF_TURN)],
-                                      env.start(tasks["R2"]).tools)
+                                      env.start(tasks["R2"]).tools or None)  # as the rollout parses
         if parsed.errors and index < len(policy.appended):
             appended = chat.decode_tokens(tok, policy.appended[index][0])
             for error in parsed.errors:

@@ -87,6 +87,14 @@ def test_digits_are_split_one_per_token(tokenizer):
     assert digits == list("00000479") + list("2023") + list("11") + list("30")
 
 
+def test_a_word_is_the_same_token_after_a_space_and_inside_a_json_string(tokenizer):
+    """Filling an argument from the request is then copying tokens ("Email chen" -> "chen")."""
+    in_request = tokenizer.convert_ids_to_tokens(chat.encode_piece(tokenizer, "Email chen the report"))
+    in_argument = tokenizer.convert_ids_to_tokens(chat.encode_piece(tokenizer, '{"name": "chen"}'))
+    assert "chen" in in_request and "chen" in in_argument
+    assert not any(token.endswith("chen") and token != "chen" for token in in_request + in_argument)
+
+
 def test_decode_round_trips_text(tokenizer):
     text = "Héllo  wörld\n\n\tüñí 💥 <SPECIAL_11>User\n{\"a\": [1, 2]}</TOOLCALL>\n<SPECIAL_12>"
     assert chat.decode_tokens(tokenizer, chat.encode_piece(tokenizer, text)) == text

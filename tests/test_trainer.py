@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from grpo_jax import trainer
+from grpo_jax import export, trainer
 from grpo_jax.models import load_hf_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -49,6 +49,14 @@ def test_resume_continues_bitwise_like_an_uninterrupted_run(small_run_config, tm
     for a, b in zip(jax.tree.leaves(nnx.state(exported)), jax.tree.leaves(straight)):
         np.testing.assert_array_equal(np.asarray(a), b)
     assert (workdir / "hf_export" / "tokenizer.json").exists()
+
+    # Any kept checkpoint exports the same way (the CLI's function); the last one is the policy.
+    from safetensors.numpy import load_file
+    out = export.export_checkpoint(workdir, tmp_path / "exported", step=3)
+    final, again = load_file(workdir / "hf_export" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert sorted(final) == sorted(again) and all(np.array_equal(final[k], again[k]) for k in final)
+    with pytest.raises(ValueError, match="work directory"):
+        export.export_checkpoint(tmp_path / "nowhere", tmp_path / "x")
 
 
 def _launch(*args, timeout=300):

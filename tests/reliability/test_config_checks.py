@@ -50,7 +50,7 @@ INVALID = [
     ({"optimizer.optimizer": "sgd"}, "config.optimizer.optimizer='sgd'"),
     ({"optimizer.lr": 0.0}, "config.optimizer.lr=0.0 is invalid: expected a learning rate > 0"),
     ({"optimizer.lr": float("inf")}, "config.optimizer.lr=inf is invalid: expected a finite number"),
-    ({"optimizer.min_lr": 1.0}, "config.optimizer.min_lr=1.0 is above config.optimizer.lr=0.0001"),
+    ({"optimizer.lr": 1.0e-4, "optimizer.min_lr": 1.0}, "config.optimizer.min_lr=1.0 is above config.optimizer.lr=0.0001"),
     ({"optimizer.weight_decay": -0.1}, "config.optimizer.weight_decay=-0.1"),
     ({"optimizer.clip_grad": -1.0}, "config.optimizer.clip_grad=-1.0"),
     ({"optimizer.adam_eps": -1e-8}, "config.optimizer.adam_eps=-1e-08"),

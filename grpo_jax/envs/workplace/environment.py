@@ -26,7 +26,8 @@ class WorkplaceOptions:
     """What the model is shown. The tools themselves never change.
 
     tool_names: the tools in the prompt (all 27 when empty); calls to the others still work.
-    tool_schema: how the schemas are written, "full", "compact" or "minimal" (small context windows).
+    tool_schema: how the schemas are written, "full", "compact", "minimal" (small context windows)
+        or "none" (not listed at all, for a model trained on these tools).
     system_prompt: "full" (the task's own system message, NeMo Gym's text) or "short".
     """
 

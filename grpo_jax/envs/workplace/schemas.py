@@ -5,9 +5,11 @@ Two renderings of the same ToolSpecs:
   {"type": "function", "name", "description", "parameters": {..., "additionalProperties": false},
   "strict": false}.
 - `chat_tools`: Chat Completions tools for the chat template, {"type": "function", "function":
-  {...}}, in one of three styles: "full" (every description), "compact" (parameter descriptions
-  dropped, each tool description cut to its first sentence) and "minimal" (names, the parameter
-  list and the required list only), so a small model's context can hold the tools.
+  {...}}, in one of four styles: "full" (every description), "compact" (parameter descriptions
+  dropped, each tool description cut to its first sentence), "minimal" (names, the parameter
+  list and the required list only), so a small model's context can hold the tools, and "none"
+  (no tool list in the prompt: the tools stay callable, for a model that was trained on them,
+  like the embedded tiny one, whose whole context is a few hundred tokens).
 """
 from __future__ import annotations
 
@@ -36,13 +38,15 @@ def responses_tools(tool_names: Sequence[str] | None = None) -> list[dict[str, A
             for tool in select_tools(tool_names)]
 
 
-SCHEMA_STYLES = ("full", "compact", "minimal")
+SCHEMA_STYLES = ("full", "compact", "minimal", "none")
 
 
 def chat_tools(tool_names: Sequence[str] | None = None, style: str = "full") -> list[dict[str, Any]]:
     """Chat Completions schemas for the prompt, in one of `SCHEMA_STYLES` (see module doc)."""
     if style not in SCHEMA_STYLES:
         raise ValueError(f"tool schema style {style!r}; expected one of {SCHEMA_STYLES}")
+    if style == "none":
+        return []
     tools = []
     for tool in select_tools(tool_names):
         if style == "minimal":

@@ -78,6 +78,11 @@ def test_options_select_tools_compact_schemas_and_the_short_prompt(tiny):
         WorkplaceOptions(system_prompt="long")
     with pytest.raises(ValueError, match="tool_schema"):
         WorkplaceOptions(tool_schema="tiny")
+    # "none": no tool list in the prompt (a model trained on the tools), every tool still callable.
+    unlisted = WorkplaceEnvironment(tiny, WorkplaceOptions(("email_send_email",), tool_schema="none")).start(task())
+    assert unlisted.tools == []
+    assert unlisted.call_tools([ToolCall("company_directory_find_email_address", {"name": "bob"})])[0].startswith(
+        '{"output":["bob')
 
 
 def test_a_task_names_its_own_sandbox(company):

@@ -38,6 +38,7 @@ def test_chat_tools_subset_and_compact_rendering():
         "name": "email_send_email", "parameters": ["recipient", "subject", "body"],
         "required": ["recipient", "subject", "body"]}}]
     assert len(str(minimal)) < len(str(chat_tools(["email_send_email"], style="compact")))
+    assert chat_tools(["email_send_email"], style="none") == []
     with pytest.raises(ValueError, match="tool schema style"):
         chat_tools(style="tiny")
 
