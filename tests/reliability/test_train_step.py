@@ -16,6 +16,7 @@ from grpo_jax import optim
 from grpo_jax.models import NemotronHConfig
 from grpo_jax.models.nemotron_h import create_model
 from grpo_jax.train_step import Learner, LossConfig, make_update_batch
+from tests.reliability.bitwise import assert_bitwise as _assert_bitwise, host as _host
 
 B, T = 2, 16  # one micro-batch of two sequences of 16 tokens
 
@@ -42,16 +43,6 @@ def _batch(learner, params, vocab, **poison):
         batch[name] = batch[name].copy()
         batch[name][index] = value
     return batch
-
-
-def _host(tree):
-    return jax.tree.map(np.asarray, tree)
-
-
-def _assert_bitwise(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
 
 
 POISONS = {

@@ -20,6 +20,7 @@ import pytest
 
 from grpo_jax import checkpointing, grpo, trainer
 from grpo_jax.checkpointing import Checkpointer, CheckpointState
+from tests.reliability.bitwise import assert_bitwise as _assert_bitwise, host as _host
 
 STEPS = 2
 BAD_STEP = 1
@@ -41,16 +42,6 @@ class _Warnings(logging.Handler):
 
     def __exit__(self, *exc):
         logging.getLogger("grpo_jax").removeHandler(self)
-
-
-def _host(tree):
-    return jax.tree.map(np.asarray, tree)
-
-
-def _assert_bitwise(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
 
 
 @pytest.fixture(scope="module")
