@@ -12,6 +12,7 @@ import pathlib
 import jax
 
 from grpo_jax import sharding
+from grpo_jax.envs.workplace.prompts import PROMPT_VARIANTS
 from grpo_jax.envs.workplace.schemas import SCHEMA_STYLES
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -184,7 +185,7 @@ def validate_config(config, device_count: int | None = None) -> None:
     _positive_int(config, "env.max_steps")
     _choice(config, "env.sandbox", SANDBOXES)
     _choice(config, "env.tool_schema", SCHEMA_STYLES)
-    _choice(config, "env.system_prompt", ("full", "short"))
+    _choice(config, "env.system_prompt", PROMPT_VARIANTS)
     if env.sandbox == "csv" and not pathlib.Path(env.csv_dir).is_dir():
         _fail("env.csv_dir", env.csv_dir, "an existing directory of sandbox CSVs (with env.sandbox='csv')")
     _positive_int(config, "env.train_sandboxes")
