@@ -10,7 +10,9 @@ length). Rows:
 
 * greedy and T=1 (no top-k / top-p) through `grpo_jax.sampling.generate` on the 16 rows, against
   `model.generate` on the same 16 rows (do_sample False / True, top_k=0, top_p=1);
-* the rollout path: prefill the P prompts once, `gather_rows` to P x G, decode at T=1.
+* the rollout path: prefill the P prompts once, `gather_rows` to P x G, decode at T=1;
+* the floor: a jitted `lax.scan` of `--new` one-token model forwards on the same rows, with no
+  sampling, stop checks or cache bookkeeping (what the loop costs beyond the model itself).
 
 Every path is called once to warm up (our compilations happen there: reported separately as
 compile time) and then timed as the median of `--runs` steady calls. Tokens/s counts new tokens.
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import BENCH_HF_CONFIG, first_and_median, machine_line, table  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -109,11 +112,31 @@ def main():
                                    eos_token_id=None, pad_token_id=0, **extra)
         return run
 
+    @jax.jit
+    def model_steps_only(params, cache, token_B1):
+        """The floor under the loop: `new` one-token forwards, no sampling or bookkeeping."""
+        step_model = nnx.merge(graphdef, params)
+        all_rows_B = jnp.ones((batch,), jnp.int32)
+
+        def step(cache, _):
+            hidden_B1D, cache = step_model.forward(token_B1, cache=cache, num_valid_B=all_rows_B)
+            return cache, step_model.logits(hidden_B1D[:, 0])[:, 0]
+        _, first_logit_NB = jax.lax.scan(step, cache, None, length=new)
+        return first_logit_NB
+
+    step_cache = model.init_cache(batch, args.prompt + new)
+    step_token_B1 = jnp.zeros((batch, 1), jnp.int32)
+
+    def ours_model_steps():
+        return jax.block_until_ready(model_steps_only(params, step_cache, step_token_B1))
+
     results = []
     compiles_before = compile_log.compile_count()
     for name, our_fn, their_fn in [("greedy", ours(0.0), theirs(False)),
                                    ("T=1", ours(1.0), theirs(True)),
-                                   ("rollout: prefill P, gather to PxG, T=1", ours_rollout, None)]:
+                                   ("rollout: prefill P, gather to PxG, T=1", ours_rollout, None),
+                                   ("model steps only (scan of forwards, no sampling)",
+                                    ours_model_steps, None)]:
         seen = compile_log.compile_count()
         our_first, our_time = first_and_median(our_fn, args.runs)
         compiled = compile_log.compile_count() - seen

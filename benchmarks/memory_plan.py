@@ -189,7 +189,6 @@ def main():
                         for kind, p in SINGLE.items()}
         compiles += list(short.values()) + list(short_single.values())
         fixed = extrapolate(short, counts)
-        mesh_shape = LAYOUTS[layout]
         for seq in seqs:
             probes = {kind: plan(p, layout, seq, args.micro_batch) for kind, p in PROBES.items()}
             single = {kind: plan(p, layout, seq, args.micro_batch) for kind, p in SINGLE.items()}
@@ -211,7 +210,6 @@ def main():
                              m["alias"] / GIB, m["temp"] / GIB, peak(m) / GIB,
                              "yes" if peak(m) < H100_BYTES else "NO", how])
                 print(table(headers, rows[-1:]), flush=True)
-            del mesh_shape
     print("\n" + table(headers, rows))
     print(f"\npeak = argument + output - alias + temp + code, per device; {len(compiles)} probe "
           f"compiles took {sum(c['compile_s'] for c in compiles):.0f} s")

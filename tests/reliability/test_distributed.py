@@ -23,6 +23,7 @@ import signal
 import pytest
 from safetensors.numpy import load_file
 
+from configs import workplace
 from tests.reliability.launching import Launch, launch_processes
 
 pytestmark = pytest.mark.slow  # four to six launcher processes compiling the tiny model
@@ -43,6 +44,10 @@ def _config(small_run_config, mode: str, steps: int, axis: str = "data"):
     config.optimizer.schedule = "constant"  # so a 2-step launch and its 3-step resumption share the lr
     if mode == "sft":
         config.train.logprob_batch_size = 2  # 2 expert trajectories per step
+        # SFT refuses an expert the budget cuts: give it the tiny preset's turn budget back.
+        tiny = workplace.get_config("tiny")
+        config.generation.max_new_tokens_per_turn = tiny.generation.max_new_tokens_per_turn
+        config.env.max_steps = tiny.env.max_steps
     return config
 
 
