@@ -46,6 +46,8 @@ def main(argv):
         summary = trainer.run(config, workdir)
     except trainer.Preempted as stop:
         sys.exit(f"preempted: {stop}")
+    except config_checks.ConfigError as error:  # found while building the task sets
+        sys.exit(f"invalid config: {error}")
     print(f"done: {summary.get('val/accuracy', 'n/a')} final validation accuracy; outputs in {workdir}")
 
 

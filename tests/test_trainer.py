@@ -75,6 +75,11 @@ def test_launcher_overrides_reach_the_config_and_bad_settings_fail_early(tmp_pat
                      "--config.optimizer.min_lr=1.0", f"--workdir={tmp_path}")
     assert result.returncode != 0 and "config.optimizer.min_lr=1.0" in result.stderr
     assert "compiled" not in result.stderr
+    # A setting only the task generator can judge: the same one-line message, no traceback.
+    result = _launch("--config=configs/workplace.py:tiny", f"--config.model.path={tiny_hf_dir}",
+                     "--config.env.families=R1", "--config.validation.num_tasks=10000", f"--workdir={tmp_path}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "invalid config: config.validation.num_tasks=10000 is invalid" in result.stderr
     # An unknown key and an unknown preset.
     result = _launch("--config=configs/workplace.py:tiny", "--config.grpo.num_prompt_per_step=8")
     assert result.returncode != 0 and "num_prompt_per_step" in result.stderr

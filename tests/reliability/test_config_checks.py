@@ -171,10 +171,13 @@ TRAINER_INVALID = [
      "mesh tensor=8, fsdp=1 does not divide: num_attention_heads=4, num_key_value_heads=2, n_groups=2"),
     ({"model.max_total_sequence_length": 64},
      "config.model.max_total_sequence_length=64 is not longer than the prompt"),
+    ({"env.families": "R1", "validation.num_tasks": 10_000},
+     "config.validation.num_tasks=10000 is invalid: expected at most"),
 ]
 
 
-@pytest.mark.parametrize("overrides, fragment", TRAINER_INVALID, ids=["kv_heads", "q_heads", "prompt_budget"])
+@pytest.mark.parametrize("overrides, fragment", TRAINER_INVALID,
+                         ids=["kv_heads", "q_heads", "prompt_budget", "validation_tasks"])
 def test_model_shape_and_prompt_checks_run_before_the_model_is_loaded(small_run_config, overrides, fragment,
                                                                       tmp_path, monkeypatch):
     def load_hf_model(*args, **kwargs):
