@@ -120,9 +120,11 @@ def main():
 
         def step(cache, _):
             hidden_B1D, cache = step_model.forward(token_B1, cache=cache, num_valid_B=all_rows_B)
-            return cache, step_model.logits(hidden_B1D[:, 0])[:, 0]
-        _, first_logit_NB = jax.lax.scan(step, cache, None, length=new)
-        return first_logit_NB
+            # A reduction over the whole vocabulary keeps the full LM head alive (a single logit
+            # would let XLA slice the matmul down to one column).
+            return cache, jnp.max(step_model.logits(hidden_B1D[:, 0]), axis=-1)
+        _, max_logit_NB = jax.lax.scan(step, cache, None, length=new)
+        return max_logit_NB
 
     step_cache = model.init_cache(batch, args.prompt + new)
     step_token_B1 = jnp.zeros((batch, 1), jnp.int32)
