@@ -242,6 +242,14 @@ def validate_model_mesh(model_config, mesh, config) -> None:
         raise ConfigError(f"config.model.tensor_model_parallel_size / fsdp_parallel_size: {error}") from None
 
 
+def validate_validation_set(available_tasks: int, config) -> None:
+    """The family mix must hold the validation set asked for on the validation sandbox."""
+    if available_tasks < config.validation.num_tasks:
+        _fail("validation.num_tasks", config.validation.num_tasks,
+              f"at most {available_tasks}, the distinct validation tasks that "
+              f"config.env.families={config.env.families!r} give on the validation sandbox")
+
+
 def validate_prompt_budget(prompt_tokens: int, config) -> None:
     """The sequence budget must leave room to generate after the longest prompt."""
     budget = config.model.max_total_sequence_length

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from grpo_jax.config_checks import ConfigError
 from grpo_jax.envs.workplace import Sandbox, generate_tasks
 
 
@@ -96,18 +95,12 @@ class TaskStream:
         return tasks
 
 
-def validation_tasks(env_config, *, num_tasks: int, seed: int) -> list[dict]:
+def validation_tasks(env_config, *, num_tasks: int, seed: int, allow_fewer: bool = False) -> list[dict]:
     """A fixed validation set from the validation split of the default sandbox.
 
-    A family mix has only so many distinct validation tasks on one sandbox; asking for more is a
-    configuration error (raised before the model is loaded), not a generator failure.
+    A family mix has only so many distinct validation tasks on one sandbox: asking for more raises,
+    or with `allow_fewer` returns those (the trainer then rejects the setting by name).
     """
-    tasks = generate_tasks(default_sandbox(env_config), seed=_mix(seed, "validation"), n=num_tasks,
-                           split="validation", families=_families(env_config), include_tools=False,
-                           allow_fewer=True)
-    if len(tasks) < num_tasks:
-        raise ConfigError(
-            f"config.validation.num_tasks={num_tasks} is invalid: expected at most {len(tasks)}, the "
-            f"distinct validation tasks that config.env.families={env_config.families!r} give on "
-            "the validation sandbox")
-    return tasks
+    return generate_tasks(default_sandbox(env_config), seed=_mix(seed, "validation"), n=num_tasks,
+                          split="validation", families=_families(env_config), include_tools=False,
+                          allow_fewer=allow_fewer)

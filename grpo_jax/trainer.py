@@ -120,7 +120,8 @@ class Trainer:
             temperature=config.generation.temperature, top_p=config.generation.top_p,
             top_k=config.generation.top_k, enable_thinking=config.generation.enable_thinking))
         self.val_tasks = validation_tasks(config.env, num_tasks=config.validation.num_tasks,
-                                          seed=config.validation.seed)
+                                          seed=config.validation.seed, allow_fewer=True)
+        config_checks.validate_validation_set(len(self.val_tasks), config)
         longest = max(len(self.rollout.prompt_tokens(self.env.start(t))[0]) for t in self.val_tasks[:8])
         config_checks.validate_prompt_budget(longest, config)
         with jax.set_mesh(self.mesh):
