@@ -1,6 +1,6 @@
 """One-run H100 benchmark of grpo_jax: ceilings, decode, prefill, train step, one GRPO step.
 
-    python benchmarks/gpu_h100.py                 # H100 80GB: ~6-8 minutes, one process
+    python benchmarks/gpu_h100.py                 # H100 80GB: ~6 minutes, one process
     python benchmarks/gpu_h100.py --smoke         # tiny sizes on CPU, < 2 minutes: proves the script
     OUT=/some/dir python benchmarks/gpu_h100.py   # also writes $OUT/gpu_h100.json (after every section)
 
@@ -18,6 +18,7 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
    holds a synthetic context of `DECODE_CONTEXT` tokens (lengths set, contents zero: the cost of
    a step does not depend on the values). Reported: ms/step, tokens/s and the fraction of the HBM
    roofline = (weights read + Mamba state read and written + KV read) / measured bandwidth;
+   decode_model_16: the floor under that loop, a scan of bare one-token forwards at batch 16;
 4. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
 5. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
    compute, full remat) of an 8-block slice of the 9B (9B widths, real block order, with
@@ -25,7 +26,10 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
 6. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
    decode), log-prob recomputation (Learner.logprobs), update; synthetic rewards;
 7. train_cudnn (only if time is left): the train step with cuDNN flash attention
-   (`attention.use_implementation("cudnn")`).
+   (`attention.use_implementation("cudnn")`);
+8. train_blocks (only if time is left): where the train step's time goes, block type by block
+   type (forward and forward + backward of one Mamba, attention and MLP block, the lm_head with
+   the token log-probs, and the SSD scan alone).
 
 Time guard: `--budget-s` (default 450) is the whole run's budget. A section that would not fit
 (its estimate plus what the higher-priority sections after it need) is skipped and listed; an
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -56,10 +61,16 @@ def _parse_args(argv=None):
                         help="whole-run budget in seconds (default 450; --smoke: 110)")
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: " + ",".join(
-                            ["ceilings", "decode_attention", "decode_16", "decode_64", "prefill",
-                             "decode_256", "train", "grpo", "train_cudnn"]))
+                            ["ceilings", "decode_attention", "decode_16", "decode_64",
+                             "decode_model_16", "prefill", "decode_256", "train", "grpo",
+                             "train_cudnn", "train_blocks"]))
     parser.add_argument("--train-layers", type=int, default=None,
                         help="blocks of the train slice (default 8, at most 22)")
+    parser.add_argument("--train-blocks", default="mamba,attention,mlp,lm_head,ssd",
+                        help="rows of the train_blocks section (default all five)")
+    parser.add_argument("--train-remat", default="full",
+                        help="remat policy of the train slice (models.config.REMAT_POLICIES or "
+                             "'none'; default full)")
     return parser.parse_args(argv)
 
 
@@ -81,7 +92,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from grpo_jax import compile_log, grpo, optim  # noqa: E402
-from grpo_jax.models import attention  # noqa: E402
+from grpo_jax.models import attention, ssd  # noqa: E402
 from grpo_jax.models.config import NemotronHConfig  # noqa: E402
 from grpo_jax.models.layers import Block  # noqa: E402
 from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
@@ -139,12 +150,13 @@ SMOKE = Sizes(
                          ssm_state_size=16, n_groups=2, chunk_size=32),
 )
 
-# Seconds each section is expected to take on an H100 (compiles included; guesses until the first
-# GPU run replaces them), and whether it may be skipped to save the budget for later ones.
-ESTIMATE_S = {"ceilings": 20, "decode_attention": 20, "model_9b": 30, "decode_16": 60,
-              "decode_64": 60, "prefill": 60,
-              "decode_256": 65, "train": 120, "grpo": 75, "train_cudnn": 90}
-OPTIONAL = {"prefill", "decode_256", "train_cudnn"}
+# Seconds each section is expected to take on an H100 (compiles included): ~1.5x what it took on
+# the H100 of 2026-11-27 (docs/measurements/h100_2026-11-27/), and whether it may be skipped to
+# save the budget for later ones.
+ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
+              "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
+              "train_cudnn": 45, "train_blocks": 175}
+OPTIONAL = {"decode_model_16", "prefill", "decode_256", "train_cudnn", "train_blocks"}
 
 
 class SectionTimeout(Exception):
@@ -322,13 +334,65 @@ def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: s
         "ceilings"]["bandwidth_Bps"]
     tokens = sum(result.lengths)
     results[key] = dict(
-        batch=batch, ms_per_step=step_s * 1e3, tokens_per_s=tokens / seconds,
+        batch=batch, ms_per_step=step_s * 1e3,
+        attention_formulation=attention.decode_formulation(config.num_key_value_heads), tokens_per_s=tokens / seconds,
         roofline_ms=roofline_s * 1e3, fraction_of_roofline=roofline_s / step_s,
         bytes_per_step=moved, attend_bucket=attend, cache_len=state.cache.max_len,
         first_chunk_s_incl_compile=first_chunk_s, tokens=tokens)
     print(f"[decode B={batch}] {step_s * 1e3:.2f} ms/step, {tokens / seconds:,.0f} tok/s, "
           f"roofline {roofline_s * 1e3:.2f} ms -> {roofline_s / step_s:.0%} "
           f"(first chunk incl. compile {first_chunk_s:.1f} s)", flush=True)
+
+
+def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: int,
+                              loop_key: str):
+    """The floor under the sampling loop on this device: a jitted scan of one-token forwards over
+    the same cache and attend bucket as `section_decode`, with no sampling, log-probs or stop
+    checks (the cache donated). Full loop / this = what the loop's bookkeeping costs."""
+    config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
+    sampler = nine_b["decode_sampler"]
+    state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
+    cache = state.cache.replace(lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32))
+    del state
+    longest = sizes.decode_context + sizes.decode_chunk + sizes.decode_steps
+    attend = sampler.attend_bucket(longest, cache.max_len)
+
+    @functools.partial(jax.jit, donate_argnums=(1,))
+    def model_steps(params, cache, token_B1):
+        step_model = nnx.merge(graphdef, params)
+        all_rows_B = jnp.ones((batch,), jnp.int32)
+
+        def step(cache, _):
+            hidden_B1D, cache = step_model.forward(token_B1, cache=cache, num_valid_B=all_rows_B,
+                                                   attend_len=attend)
+            # A reduction over the whole vocabulary keeps the full LM head alive.
+            return cache, jnp.max(step_model.logits(hidden_B1D[:, 0]), axis=-1)
+        return jax.lax.scan(step, cache, None, length=sizes.decode_chunk)
+
+    token_B1 = jnp.full((batch, 1), 7, jnp.int32)
+    start = time.perf_counter()
+    cache, out = model_steps(params, cache, token_B1)
+    block(out)
+    first_s = time.perf_counter() - start
+    chunks = max(1, sizes.decode_steps // sizes.decode_chunk)
+    start = time.perf_counter()
+    for _ in range(chunks):
+        cache, out = model_steps(params, cache, token_B1)
+    block(out)
+    step_s = (time.perf_counter() - start) / (chunks * sizes.decode_chunk)
+    moved = decode_bytes_per_step(config, params, cache, batch, attend)
+    roofline_s = sum(v for k, v in moved.items() if k != "kv_full_buffer") / results[
+        "ceilings"]["bandwidth_Bps"]
+    full_loop = results.get(loop_key, {}).get("ms_per_step")
+    results[f"decode_model_only_{batch}"] = dict(
+        batch=batch, ms_per_step=step_s * 1e3, roofline_ms=roofline_s * 1e3,
+        fraction_of_roofline=roofline_s / step_s, attend_bucket=attend,
+        first_chunk_s_incl_compile=first_s,
+        full_loop_over_model_only=None if full_loop is None else full_loop / (step_s * 1e3))
+    print(f"[decode model only B={batch}] {step_s * 1e3:.2f} ms/step, roofline "
+          f"{roofline_s * 1e3:.2f} ms -> {roofline_s / step_s:.0%}"
+          + ("" if full_loop is None else f"; full loop / model only {full_loop / (step_s * 1e3):.2f}")
+          + f" (first chunk incl. compile {first_s:.1f} s)", flush=True)
 
 
 def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
@@ -356,12 +420,12 @@ def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
                               first_call_s_incl_compile=compile_s, lengths=rows)
 
 
-def train_setup(sizes: Sizes, layers: int | None):
+def train_setup(sizes: Sizes, layers: int | None, remat: str = "full"):
     pattern = TRAIN_PATTERN[:layers or TRAIN_LAYERS]
     if sizes is SMOKE:
         pattern = sizes.model_overrides["layer_pattern"]
     config = model_config(sizes, layer_pattern=pattern, param_dtype=jnp.float32,
-                          compute_dtype=jnp.bfloat16, remat="full")
+                          compute_dtype=jnp.bfloat16, remat=remat)
     graphdef, params = random_params(config, seed=1)
     optimizer = optim.make_optimizer(lr=1e-6, max_num_steps=100)
     return config, graphdef, params, optimizer
@@ -419,7 +483,7 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
     tokens_per_step = b * m * t  # the forward and backward run over all T tokens of every row
     flops = 6 * n * tokens_per_step + b * m * attention_flops_per_sequence(config, t, train=True)
     mfu = flops / seconds / results["ceilings"]["matmul_flops_per_s"]
-    results[key] = dict(pattern=config.layer_pattern, params=n + config.vocab_size *
+    results[key] = dict(pattern=config.layer_pattern, remat=config.remat, params=n + config.vocab_size *
                         config.hidden_size, matmul_params=n, seq=t, micro_batch=b,
                         micro_batches=m, step_s=seconds, tokens_per_s=tokens_per_step / seconds,
                         mfu=mfu, first_update_s_incl_compile=first_s,
@@ -429,6 +493,82 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
     print(f"[{key}] {config.num_layers} layers '{config.layer_pattern}', {b}x{m}x{t} tokens: "
           f"{seconds:.2f} s/step, {tokens_per_step / seconds:,.0f} tok/s, MFU {mfu:.0%} "
           f"(first update incl. compile {first_s:.1f} s)", flush=True)
+
+
+def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
+    """Where the train step's time goes: forward and forward + backward of ONE block of each type
+    at 9B widths (bf16 parameters and compute, no remat) on the train micro-batch, of the lm_head
+    + token log-probs (`grpo.next_token_logprobs`, the trainer's chunked path), and of
+    `ssd.ssd_chunked` alone (one Mamba layer's SSM, float32). MFU counts matmul FLOPs (2 N T
+    forward, 6 N T forward + backward, plus attention's score and value products)."""
+    b, t = sizes.train_micro_batch, sizes.train_seq
+    rate = results["ceilings"]["matmul_flops_per_s"]
+    config = model_config(sizes, param_dtype=jnp.bfloat16, compute_dtype=jnp.bfloat16)
+    x_BTD = jax.random.normal(jax.random.key(0), (b, t, config.hidden_size), jnp.bfloat16)
+    rows = {}
+
+    def measure(name, loss_fn, args, matmul_flops_forward):
+        forward = jax.jit(loss_fn)
+        backward = jax.jit(jax.grad(loss_fn, argnums=tuple(range(len(args)))))
+        block(forward(*args))
+        block(backward(*args))
+        fwd_s = timed(lambda: block(forward(*args)), 5)
+        both_s = timed(lambda: block(backward(*args)), 5)
+        rows[name] = dict(forward_ms=fwd_s * 1e3, forward_backward_ms=both_s * 1e3,
+                          mfu_forward=matmul_flops_forward / fwd_s / rate,
+                          mfu_forward_backward=3 * matmul_flops_forward / both_s / rate)
+        print(f"[train blocks] {name}: forward {fwd_s * 1e3:.1f} ms (MFU "
+              f"{rows[name]['mfu_forward']:.0%}), forward+backward {both_s * 1e3:.1f} ms (MFU "
+              f"{rows[name]['mfu_forward_backward']:.0%})", flush=True)
+
+    wanted = set(wanted.split(","))
+    for layer_type in [t for t in ("mamba", "attention", "mlp") if t in wanted]:
+        graphdef, params = nnx.split(Block(config, layer_type, rngs=nnx.Rngs(0)))
+        n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params) if v.ndim >= 2
+                and min(v.shape) > config.conv_kernel)  # projections (not conv, norms, biases)
+
+        def loss(params, x, graphdef=graphdef):
+            out, _ = nnx.merge(graphdef, params)(x, None, None, None)
+            return jnp.mean(out.astype(jnp.float32) ** 2)
+
+        flops = 2 * n * b * t
+        if layer_type == "attention":
+            flops += 4 * b * t * t * config.num_attention_heads * config.head_dim
+        measure(layer_type, loss, (params, x_BTD), flops)
+        del params
+
+    if "lm_head" in wanted:
+        head_DV = (config.initializer_range * jax.random.normal(
+            jax.random.key(1), (config.hidden_size, config.vocab_size), jnp.float32)).astype(
+            jnp.bfloat16)
+        next_BT = jax.random.randint(jax.random.key(2), (b, t), 0, config.vocab_size)
+
+        def head_loss(head_DV, x):
+            logprobs, _ = grpo.next_token_logprobs(x, head_DV, next_BT, 512)
+            return -jnp.mean(logprobs)
+
+        measure("lm_head + log-probs", head_loss, (head_DV, x_BTD),
+                2 * config.hidden_size * config.vocab_size * b * t)
+        del head_DV
+
+    if "ssd" in wanted:
+        g, h, p, n_state = (config.n_groups, config.mamba_heads_per_group,
+                            config.mamba_head_dim, config.ssm_state_size)
+        keys = jax.random.split(jax.random.key(3), 4)
+        x = jax.random.normal(keys[0], (b, t, g, h, p), jnp.bfloat16)
+        dt = jax.nn.softplus(jax.random.normal(keys[1], (b, t, g, h), jnp.float32) - 4)
+        B = jax.random.normal(keys[2], (b, t, g, n_state), jnp.bfloat16)
+        C = jax.random.normal(keys[3], (b, t, g, n_state), jnp.bfloat16)
+        A = -jnp.arange(1, g * h + 1, dtype=jnp.float32).reshape(g, h)
+
+        def ssd_loss(x, dt, B, C):
+            y, state = ssd.ssd_chunked(x, dt, A, B, C, config.chunk_size)
+            return jnp.mean(y ** 2) + jnp.mean(state ** 2)
+
+        q = config.chunk_size  # the chunked algorithm's einsums (intra-chunk, states, read-out)
+        ssd_flops = 2 * b * t * (q * g * n_state + q * g * h * p + 2 * g * h * p * n_state)
+        measure("ssd_chunked alone (float32)", ssd_loss, (x, dt, B, C), ssd_flops)
+    results["train_blocks"] = dict(micro_batch=b, seq=t, rows=rows)
 
 
 def section_grpo(sizes: Sizes, results: dict, train: dict):
@@ -482,26 +622,6 @@ def section_grpo(sizes: Sizes, results: dict, train: dict):
           f"generated tok/s; |sampler - learner log-prob| {agreement:.3g}", flush=True)
 
 
-def _attend_blockdiag(q_B1HD, k_BSKD, v_BSKD, query_pos_B1):
-    """Decode attention as two plain batched matmuls over the KV buffer in its own layout: the
-    kv-head axis is folded into the contraction with a block-diagonal query (K x more flops,
-    trivial at one query per row), so no transpose of the buffer is needed."""
-    b, _, h, d = q_B1HD.shape
-    s, k = k_BSKD.shape[1], k_BSKD.shape[2]
-    g = h // k
-    q_BKGD = q_B1HD[:, 0].reshape(b, k, g, d)
-    eye_KK = jnp.eye(k, dtype=q_B1HD.dtype)
-    q_block = jnp.einsum("bkgd,kj->bkdjg", q_BKGD, eye_KK).reshape(b, k * d, k * g)
-    scores = jnp.einsum("bsc,bce->bse", k_BSKD.reshape(b, s, k * d), q_block,
-                        preferred_element_type=jnp.float32) * d ** -0.5
-    visible = jnp.arange(s)[None, :] <= query_pos_B1
-    scores = jnp.where(visible[:, :, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=1).astype(v_BSKD.dtype)
-    out = jnp.einsum("bse,bsc->bec", probs, v_BSKD.reshape(b, s, k * d),
-                     preferred_element_type=jnp.float32).reshape(b, k, g, k, d)
-    return jnp.einsum("bkgjd,kj->bkgd", out, eye_KK.astype(out.dtype)).reshape(b, 1, h, d)
-
-
 def section_decode_attention(sizes: Sizes, results: dict):
     """One attention layer's decode step (one query per row over a bf16 KV buffer of the 9B's
     shape) in three formulations: the batched-matmul path (`_attend_dense`, which the model used
@@ -522,7 +642,7 @@ def section_decode_attention(sizes: Sizes, results: dict):
             pos = jnp.full((batch, 1), attend - 1, jnp.int32)
             for name, fn in (("matmul", attention._attend_dense),
                              ("reduce", attention._attend_one_query),
-                             ("blockdiag", _attend_blockdiag)):
+                             ("blockdiag", attention._attend_one_query_blockdiag)):
                 run = jax.jit(lambda q, kk, vv, p, fn=fn, a=attend: fn(q, kk[:, :a], vv[:, :a], p))
                 block(run(q, keys, values, pos))
 
@@ -556,7 +676,11 @@ def summary_rows(results: dict) -> list[list[str]]:
                      "TFLOP/s", "", "ceiling"])
     targets = {16: ("<= 9.6 ms/step, >= 1,650 tok/s", 0.9), 64: (">= 4,000 tok/s", None)}
     for key, r in results.items():
-        if key.startswith("decode_") and isinstance(r, dict) and "ms_per_step" in r:
+        if key.startswith("decode_model_only"):
+            rows.append([f"decode B={r['batch']} model steps only", f"{r['ms_per_step']:.2f} "
+                         "ms/step", f"{r['fraction_of_roofline']:.0%} of {r['roofline_ms']:.2f} "
+                         "ms roofline", "floor under the loop"])
+        elif key.startswith("decode_") and isinstance(r, dict) and "ms_per_step" in r:
             target = targets.get(r["batch"], ("", None))[0]
             rows.append([f"decode B={r['batch']} (9B, full loop)",
                          f"{r['ms_per_step']:.2f} ms/step, {r['tokens_per_s']:,.0f} tok/s",
@@ -569,7 +693,7 @@ def summary_rows(results: dict) -> list[list[str]]:
     for key in ("train", "train_cudnn"):
         if key in results:
             r = results[key]
-            rows.append([f"{key} {len(r['pattern'])} layers, {r['micro_batch']}x"
+            rows.append([f"{key} {len(r['pattern'])} layers, remat {r['remat']}, {r['micro_batch']}x"
                          f"{r['micro_batches']}x{r['seq']}", f"{r['step_s']:.2f} s/step, "
                          f"{r['tokens_per_s']:,.0f} tok/s", f"MFU {r['mfu']:.0%}",
                          "MFU >= 60% (remat)"])
@@ -594,8 +718,8 @@ def main(args) -> dict:
     sizes = SMOKE if args.smoke else FULL
     budget = args.budget_s or (110.0 if args.smoke else 450.0)
     guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
-    order = ["ceilings", "decode_attention", "decode_16", "decode_64", "prefill", "decode_256",
-             "train", "grpo", "train_cudnn"]
+    order = ["ceilings", "decode_attention", "decode_16", "decode_64", "decode_model_16",
+             "prefill", "decode_256", "train", "grpo", "train_cudnn", "train_blocks"]
     wanted = order if not args.sections else [s for s in order if s in args.sections.split(",")]
     compile_log.install()
     results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
@@ -623,7 +747,7 @@ def main(args) -> dict:
     def ensure_train():
         if not train:
             nine_b.clear()  # frees the 9B parameters before the train model needs the memory
-            config, graphdef, params, optimizer = train_setup(sizes, args.train_layers)
+            config, graphdef, params, optimizer = train_setup(sizes, args.train_layers, args.train_remat)
             train.update(config=config, graphdef=graphdef, params=params, optimizer=optimizer)
 
     for i, name in enumerate(wanted):
@@ -646,7 +770,10 @@ def main(args) -> dict:
                     section_decode_attention(sizes, results)
                 elif name.startswith("decode_") or name == "prefill":
                     ensure_nine_b()
-                    if name == "prefill":
+                    if name == "decode_model_16":
+                        section_decode_model_only(sizes, results, nine_b, sizes.decode_batches[0],
+                                                  "decode_16")
+                    elif name == "prefill":
                         section_prefill(sizes, results, nine_b)
                     else:
                         section_decode(sizes, results, nine_b, names_batches[name], name)
@@ -658,6 +785,10 @@ def main(args) -> dict:
                     if "learner" not in train:
                         section_train(sizes, results, train)
                     section_grpo(sizes, results, train)
+                elif name == "train_blocks":
+                    nine_b.clear()
+                    train.clear()
+                    section_train_blocks(sizes, results, args.train_blocks)
                 elif name == "train_cudnn":
                     ensure_train()
                     if args.smoke:  # cuDNN needs a GPU: the smoke run checks the switch only

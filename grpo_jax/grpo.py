@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grpo_jax.models.precision import einsum_f32
+
 Array = jax.Array
 ArrayLike = Any  # jax/numpy arrays, nested Python lists, scalars
 
@@ -290,7 +292,7 @@ def next_token_logprobs(
         weight_DV = jnp.asarray(lm_head)
 
         def project(h_BQD: Array) -> Array:
-            return jnp.einsum("bqd,dv->bqv", h_BQD, weight_DV, preferred_element_type=jnp.float32)
+            return einsum_f32("bqd,dv->bqv", h_BQD, weight_DV)
 
     chunk = min(chunk, length)
     num_chunks = -(-length // chunk)

@@ -1,5 +1,5 @@
 """Causal grouped-query attention as pure functions: a dense path, a query-chunked path (long
-sequences), a one-query path (decoding) and an optional cuDNN path (training on GPU).
+sequences), two one-query paths (decoding) and an optional cuDNN path (training on GPU).
 
 Keys and values are indexed by position: key s sits at position s (a whole sequence in training,
 a KV buffer in generation). A query at position `query_pos` sees the keys at positions <= it.
@@ -8,10 +8,14 @@ There is no positional encoding: Nemotron-H attention is position-free apart fro
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import jax
 import jax.numpy as jnp
+
+from grpo_jax.models.precision import einsum_f32
+from grpo_jax.sharding import logical_to_spec
 
 # Finite, so a fully masked row (padding queries) yields a uniform softmax rather than NaN.
 _MASKED_SCORE = jnp.finfo(jnp.float32).min
@@ -19,6 +23,9 @@ _F32 = jnp.float32
 
 IMPLEMENTATIONS = ("xla", "cudnn")
 _implementation = "xla"
+# One query per row (decoding): "auto" picks per backend and mesh (see `decode_formulation`).
+DECODE_FORMULATIONS = ("auto", "reduce", "blockdiag")
+_decode_formulation = "auto"
 
 
 @contextlib.contextmanager
@@ -48,14 +55,48 @@ def current_implementation() -> str:
     return _implementation
 
 
+@contextlib.contextmanager
+def use_decode_formulation(name: str) -> Iterator[None]:
+    """Selects how one query per row attends to a KV buffer, for everything TRACED inside the
+    block (like `use_implementation`): "reduce" (`_attend_one_query`), "blockdiag"
+    (`_attend_one_query_blockdiag`) or "auto" (the default, see `decode_formulation`)."""
+    global _decode_formulation
+    if name not in DECODE_FORMULATIONS:
+        raise ValueError(f"decode formulation {name!r}: expected one of {DECODE_FORMULATIONS}")
+    previous, _decode_formulation = _decode_formulation, name
+    try:
+        yield
+    finally:
+        _decode_formulation = previous
+
+
+def decode_formulation(kv_heads: int) -> str:
+    """The one-query path a trace uses. "auto" measured (benchmarks/gpu_h100.py, H100, one
+    attention layer of the 9B, bf16 buffer of 2,048 positions): block-diagonal matmuls read the
+    buffer at 33-63% of the copy bandwidth, multiply-and-reduce at 16-22%; on the CPU the reduce
+    path is the fast one (docs/performance.md). The block-diagonal query mixes all kv heads in one
+    contraction, so under a mesh that splits kv heads it would all-reduce the scores: "auto" keeps
+    "reduce" there."""
+    if _decode_formulation != "auto":
+        return _decode_formulation
+    if jax.default_backend() == "cpu":
+        return "reduce"
+    mesh = jax.sharding.get_abstract_mesh()
+    if not mesh.empty:
+        axes = logical_to_spec(("kv_heads",), (kv_heads,), dict(mesh.shape), strict=False)[0]
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+        if math.prod(mesh.shape[a] for a in axes) > 1:
+            return "reduce"
+    return "blockdiag"
+
+
 def _attend_dense(q_BTHD, k_BSKD, v_BSKD, query_pos_BT):
     b, t, h, d = q_BTHD.shape
     s, kv_heads = k_BSKD.shape[1], k_BSKD.shape[2]
     # Query head j uses kv head j // (h / kv_heads): contiguous query heads share a kv head, so the
     # kv heads are never repeated and a head shard holds its own kv heads.
     q_BTKGD = q_BTHD.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores_BKGTS = jnp.einsum("btkgd,bskd->bkgts", q_BTKGD, k_BSKD,
-                              preferred_element_type=_F32) * d ** -0.5
+    scores_BKGTS = einsum_f32("btkgd,bskd->bkgts", q_BTKGD, k_BSKD) * d ** -0.5
     visible_BTS = jnp.arange(s)[None, None, :] <= query_pos_BT[:, :, None]
     scores_BKGTS = jnp.where(visible_BTS[:, None, None], scores_BKGTS, _MASKED_SCORE)
     probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKD.dtype)
@@ -88,6 +129,33 @@ def _attend_one_query(q_B1HD, k_BSKD, v_BSKD, query_pos_B1):
     return out_BKGD.reshape(b, 1, h, d).astype(q_B1HD.dtype)
 
 
+def _attend_one_query_blockdiag(q_B1HD, k_BSKD, v_BSKD, query_pos_B1):
+    """The one-query path as two plain batched matmuls (batch dimension B only) over the buffer in
+    its own (B, S, K, D) layout, read in place: the kv-head axis joins the contraction through a
+    block-diagonal query (K times the flops of the needed products, trivial at one query per row),
+    so the buffer needs no transpose into a (B, K)-batched layout."""
+    b, _, h, d = q_B1HD.shape
+    s, kv_heads = k_BSKD.shape[1], k_BSKD.shape[2]
+    groups = h // kv_heads
+    q_BKGD = q_B1HD[:, 0].reshape(b, kv_heads, groups, d)
+    eye_KK = jnp.eye(kv_heads, dtype=q_B1HD.dtype)
+    # query_BCE[b, k*D + d, j*G + g] = q[b, k, g, d] if j == k else 0 (C = K*D, E = K*G).
+    query_BCE = jnp.einsum("bkgd,kj->bkdjg", q_BKGD, eye_KK).reshape(
+        b, kv_heads * d, kv_heads * groups)
+    scores_BSE = jnp.einsum("bsc,bce->bse", k_BSKD.reshape(b, s, kv_heads * d), query_BCE,
+                            preferred_element_type=_F32) * d ** -0.5
+    visible_BS = jnp.arange(s)[None, :] <= query_pos_B1
+    scores_BSE = jnp.where(visible_BS[:, :, None], scores_BSE, _MASKED_SCORE)
+    # Rounded to the value dtype before the weighted sum, like the dense path (see above).
+    probs_BSE = jax.nn.softmax(scores_BSE, axis=1).astype(v_BSKD.dtype)
+    out_BEC = jnp.einsum("bse,bsc->bec", probs_BSE, v_BSKD.reshape(b, s, kv_heads * d),
+                         preferred_element_type=_F32)
+    # Keep the diagonal blocks: head (k, g) reads the values of its own kv head k.
+    out_BKGJD = out_BEC.reshape(b, kv_heads, groups, kv_heads, d)
+    out_BKGD = jnp.einsum("bkgjd,kj->bkgd", out_BKGJD, eye_KK.astype(_F32))
+    return out_BKGD.reshape(b, 1, h, d).astype(q_B1HD.dtype)
+
+
 def _attend_cudnn(q_BTHD, k_BTKD, v_BTKD):
     """cuDNN flash attention, causal over a whole sequence (query t sees keys <= t)."""
     return jax.nn.dot_product_attention(q_BTHD, k_BTKD, v_BTKD, is_causal=True,
@@ -98,7 +166,7 @@ def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
                      self_attention: bool = False):
     """softmax(q kᵀ / sqrt(D), keys at positions <= query_pos) v, softmax in float32.
 
-    One query per row uses the multiply-and-reduce decode path. More than `query_chunk` queries
+    One query per row uses a decode path (`decode_formulation`). More than `query_chunk` queries
     are processed chunk by chunk (`lax.map`, rematerialised), so the live score tensor is
     (B, H, query_chunk, S) in both the forward and the backward pass; the result equals the dense
     path since every query row is computed the same way.
@@ -110,6 +178,8 @@ def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
     if self_attention and _implementation == "cudnn":
         return _attend_cudnn(q_BTHD, k_BSKD, v_BSKD)
     if t == 1:
+        if decode_formulation(k_BSKD.shape[2]) == "blockdiag":
+            return _attend_one_query_blockdiag(q_BTHD, k_BSKD, v_BSKD, query_pos_BT)
         return _attend_one_query(q_BTHD, k_BSKD, v_BSKD, query_pos_BT)
     if t <= query_chunk:
         return _attend_dense(q_BTHD, k_BSKD, v_BSKD, query_pos_BT)

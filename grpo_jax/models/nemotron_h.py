@@ -22,6 +22,7 @@ from grpo_jax import sharding
 from grpo_jax.models.cache import Cache, init_cache
 from grpo_jax.models.config import REMAT_POLICIES, NemotronHConfig
 from grpo_jax.models.layers import Block, RMSNorm, draw_normal
+from grpo_jax.models.precision import einsum_f32
 from grpo_jax.sharding import constrain
 
 
@@ -55,8 +56,8 @@ class NemotronH(nnx.Module):
     def logits(self, hidden_XD) -> jax.Array:
         """float32 lm_head of hidden states that `forward` already passed through norm_f."""
         cdt = self.config.compute_dtype
-        logits_XV = jnp.einsum("...d,dv->...v", hidden_XD.astype(cdt),
-                               self.lm_head[...].astype(cdt), preferred_element_type=jnp.float32)
+        logits_XV = einsum_f32("...d,dv->...v", hidden_XD.astype(cdt),
+                               self.lm_head[...].astype(cdt))
         batch = ("batch",) if logits_XV.ndim > 1 else ()
         return constrain(logits_XV, batch + (None,) * (logits_XV.ndim - 2) + ("vocab",))
 

@@ -73,13 +73,40 @@ def test_query_chunked_path_never_holds_all_scores():
     assert scratch_bytes(chunk) < all_scores_bytes / 4
 
 
-def test_one_query_decode_path_matches_numpy(inputs):
-    """T = 1 (decoding) takes the multiply-and-reduce path; rows sit at different positions."""
+@pytest.mark.parametrize("formulation", ["reduce", "blockdiag"])
+def test_one_query_decode_paths_match_numpy(inputs, formulation):
+    """T = 1 (decoding), both one-query formulations; rows sit at different positions."""
+    from grpo_jax.models import attention
+
     q, k, v, _ = inputs
     query_pos = np.asarray([[KEYS - 1], [5]], np.int32)
-    out = causal_attention(q[:, :1], k, v, query_pos, query_chunk=QUERIES)
+    with attention.use_decode_formulation(formulation):
+        assert attention.decode_formulation(KV_HEADS) == formulation
+        out = jax.jit(lambda *a: causal_attention(*a, query_chunk=QUERIES))(
+            q[:, :1], k, v, query_pos)
     np.testing.assert_allclose(out, _numpy_attention(q[:, :1], k, v, query_pos), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_decode_formulation_auto_choice(monkeypatch):
+    """"auto": reduce on the CPU; block-diagonal on an accelerator unless a mesh splits the kv
+    heads (its one contraction over all kv heads would then need an all-reduce)."""
+    from grpo_jax import sharding
+    from grpo_jax.models import attention
+
+    assert attention.decode_formulation(KV_HEADS) == "reduce"  # the test backend is the CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert attention.decode_formulation(KV_HEADS) == "blockdiag"
+    devices = jax.devices()[:2]
+    if len(devices) < 2:
+        pytest.skip("needs 2 devices (the suite's fake-device flag gives 8)")
+    with jax.set_mesh(sharding.make_mesh(tensor=2, devices=devices)):
+        assert attention.decode_formulation(KV_HEADS) == "reduce"
+    with jax.set_mesh(sharding.make_mesh(fsdp=2, devices=devices)):
+        assert attention.decode_formulation(KV_HEADS) == "blockdiag"
+    with pytest.raises(ValueError, match="'blocks'"):
+        with attention.use_decode_formulation("blocks"):
+            pass
 
 
 def test_implementation_switch_validates_and_restores():
