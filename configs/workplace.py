@@ -10,8 +10,10 @@ command line. The default preset carries the NeMo Gym tutorial's seed values und
 """
 import ml_collections
 
-# The tiny run's task families and the tools its prompt shows (see README, "The embedded tiny run").
+# The tiny model's warm-start task families and the tools its prompt shows, and the families its
+# GRPO run trains on: the two the warm start solves in part (see README, "The embedded tiny run").
 TINY_FAMILIES = ("R1", "R2", "R4", "E3", "P2", "C11")
+TINY_RL_FAMILIES = ("R1", "R2")
 TINY_TOOLS = (
     "company_directory_find_email_address", "email_send_email", "calendar_create_event",
     "project_management_create_task", "customer_relationship_manager_search_customers",
@@ -104,6 +106,7 @@ def _base() -> ml_collections.ConfigDict:
     gen.prefill_chunk = 4096
     gen.min_block_bucket = 16
     gen.cache_multiple = 512
+    gen.min_attend_bucket = 1024          # decode reads the KV buffer up to a power-of-two bucket >= this
 
     # --- environment -----------------------------------------------------------------------
     config.env = env = ml_collections.ConfigDict()
@@ -127,6 +130,7 @@ def _base() -> ml_collections.ConfigDict:
     val.seed = 4321
     val.temperature = 1.0                 # NeMo RL validates at T = 1, one generation per task
     val.batch_size = 64
+    val.sandboxes = 1                     # generated sandboxes whose validation splits are used
 
     # --- checkpoints -----------------------------------------------------------------------
     config.checkpoint = ckpt = ml_collections.ConfigDict()
@@ -179,10 +183,10 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
     config.model.attention_query_chunk = 2048  # dense attention: the tiny run's sequences are short
     config.grpo.num_prompts_per_step = 8
     config.grpo.num_generations_per_prompt = 8
-    config.grpo.max_num_steps = 24
-    config.grpo.val_period = 12
-    config.optimizer.lr = 2.0e-4
-    config.optimizer.min_lr = 2.0e-5
+    config.grpo.max_num_steps = 20
+    config.grpo.val_period = 20           # validation at steps 0 and 20
+    config.optimizer.lr = 1.0e-4
+    config.optimizer.min_lr = 1.0e-5
     config.optimizer.warmup_steps = 0
     config.train.micro_batch_size = 32
     config.train.logprob_batch_size = 64
@@ -192,15 +196,18 @@ def _tiny(config: ml_collections.ConfigDict) -> None:
     config.generation.decode_chunk = 16
     config.generation.prefill_chunk = 1024
     config.generation.cache_multiple = 256
+    # Tiny episodes hold ~300 tokens: a 256-token floor halves the KV reads of a decode step on CPU.
+    config.generation.min_attend_bucket = 256
     config.env.tool_names = ",".join(TINY_TOOLS)
     # The tiny model learns its 7 tools in the warm start; listing them would triple its context.
     config.env.tool_schema = "none"
     config.env.system_prompt = "short"
-    config.env.families = ",".join(TINY_FAMILIES)
+    config.env.families = ",".join(TINY_RL_FAMILIES)
     config.env.train_sandboxes = 64
-    config.validation.num_tasks = 256
+    config.validation.num_tasks = 200
+    config.validation.sandboxes = 3       # R1 and R2 hold ~110 validation tasks per sandbox
     config.validation.batch_size = 128
-    config.checkpoint.save_period = 12
+    config.checkpoint.save_period = 10
     config.checkpoint.max_to_keep = 2
 
 
@@ -208,6 +215,8 @@ def _tiny_sft(config: ml_collections.ConfigDict) -> None:
     """Supervised warm start of the tiny model on expert trajectories (same trainer, mode "sft")."""
     config.mode = "sft"
     config.model.path = "/tmp/tiny-workplace-init"
+    config.env.families = ",".join(TINY_FAMILIES)
+    config.validation.sandboxes = 1
     config.grpo.num_prompts_per_step = 32
     config.grpo.max_num_steps = 1500
     config.grpo.val_at_start = False

@@ -177,7 +177,8 @@ def validate_config(config, device_count: int | None = None) -> None:
     if not 0 < gen.top_p <= 1:
         _fail("generation.top_p", gen.top_p, "a value in (0, 1]")
     _non_negative(config, "generation.top_k")
-    for name in ("max_new_tokens_per_turn", "decode_chunk", "prefill_chunk", "min_block_bucket", "cache_multiple"):
+    for name in ("max_new_tokens_per_turn", "decode_chunk", "prefill_chunk", "min_block_bucket", "cache_multiple",
+                 "min_attend_bucket"):
         _positive_int(config, f"generation.{name}")
 
     env = config.env
@@ -195,6 +196,10 @@ def validate_config(config, device_count: int | None = None) -> None:
 
     _positive_int(config, "validation.num_tasks")
     _positive_int(config, "validation.batch_size")
+    _positive_int(config, "validation.sandboxes")
+    if env.sandbox == "csv" and config.validation.sandboxes != 1:
+        _fail("validation.sandboxes", config.validation.sandboxes,
+              "1 with env.sandbox='csv' (there is one CSV sandbox)")
     _non_negative(config, "validation.temperature")
     _positive_int(config, "checkpoint.save_period")
     _positive_int(config, "checkpoint.max_to_keep")
@@ -243,11 +248,14 @@ def validate_model_mesh(model_config, mesh, config) -> None:
 
 
 def validate_validation_set(available_tasks: int, config) -> None:
-    """The family mix must hold the validation set asked for on the validation sandbox."""
+    """The family mix must hold the validation set asked for on the validation sandboxes."""
     if available_tasks < config.validation.num_tasks:
+        sandboxes = config.validation.sandboxes
+        where = ("the validation sandbox (more: config.validation.sandboxes)" if sandboxes == 1
+                 else f"config.validation.sandboxes={sandboxes} sandboxes")
         _fail("validation.num_tasks", config.validation.num_tasks,
               f"at most {available_tasks}, the distinct validation tasks that "
-              f"config.env.families={config.env.families!r} give on the validation sandbox")
+              f"config.env.families={config.env.families!r} give on {where}")
 
 
 def validate_prompt_budget(prompt_tokens: int, config) -> None:

@@ -4,12 +4,14 @@ Training tasks come in blocks generated on demand. Block b is drawn with its own
 `env.train_sandboxes` generated companies (or on the CSV sandbox), so the stream never runs dry
 and any position can be regenerated after a restart: the position ({"block", "offset"}) is all
 a checkpoint needs to store. Validation tasks come from the validation split of the default
-sandbox, which the task generator keeps disjoint from every training split by construction.
+sandbox (or of the first `validation.sandboxes` generated ones), which the task generator keeps
+disjoint from every training split by construction.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from typing import Any
 
 from grpo_jax.envs.workplace import Sandbox, generate_tasks
@@ -95,12 +97,36 @@ class TaskStream:
         return tasks
 
 
-def validation_tasks(env_config, *, num_tasks: int, seed: int, allow_fewer: bool = False) -> list[dict]:
-    """A fixed validation set from the validation split of the default sandbox.
+def validation_tasks(env_config, *, num_tasks: int, seed: int, allow_fewer: bool = False,
+                     sandboxes: int = 1) -> list[dict]:
+    """A fixed validation set from the validation split of `sandboxes` generated sandboxes (the
+    default sandbox and the training sandboxes after it), taken round-robin; one sandbox with the
+    CSV sandbox. Validation keys are never drawn for training on any sandbox (the key holds the
+    sandbox), so every sandbox's validation split is unseen in training.
 
-    A family mix has only so many distinct validation tasks on one sandbox: asking for more raises,
+    A family mix has only so many distinct validation tasks per sandbox: asking for more raises,
     or with `allow_fewer` returns those (the trainer then rejects the setting by name).
     """
-    return generate_tasks(default_sandbox(env_config), seed=_mix(seed, "validation"), n=num_tasks,
-                          split="validation", families=_families(env_config), include_tools=False,
-                          allow_fewer=allow_fewer)
+    families = _families(env_config)
+    if sandboxes < 1:
+        raise ValueError(f"sandboxes={sandboxes}; expected >= 1")
+    if sandboxes == 1:
+        return generate_tasks(default_sandbox(env_config), seed=_mix(seed, "validation"),
+                              n=num_tasks, split="validation", families=families,
+                              include_tools=False, allow_fewer=allow_fewer)
+    if env_config.sandbox != "generated":
+        raise ValueError(f"sandboxes={sandboxes} needs generated sandboxes, not "
+                         f"env.sandbox={env_config.sandbox!r}")
+    per_sandbox = [
+        generate_tasks(Sandbox.generate(int(env_config.sandbox_seed) + i, now=env_config.now),
+                       seed=_mix(seed, "validation", i), n=num_tasks, split="validation",
+                       families=families, include_tools=False, allow_fewer=True)
+        for i in range(sandboxes)]
+    tasks = [row for rows in itertools.zip_longest(*per_sandbox) for row in rows
+             if row is not None][:num_tasks]
+    if len(tasks) < num_tasks and not allow_fewer:
+        raise ValueError(f"only {len(tasks)} distinct validation tasks could be drawn from "
+                         f"{sandboxes} sandboxes; use more sandboxes for more tasks")
+    for i, row in enumerate(tasks):
+        row["id"] = i
+    return tasks

@@ -95,23 +95,28 @@ def _plot_loss(ax: Any, records: Sequence[dict[str, Any]]) -> None:
     _finish(ax, "Loss", "loss", has)
 
 
-def _plot_timing(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+def timing_layers(records: Sequence[dict[str, Any]]) -> tuple[list, list[str], list[list[float]]]:
+    """(steps, phase labels, one layer per phase) of the stacked timing panel: every step that
+    logged any phase; a phase a step did not log (validation and checkpoints run on some steps
+    only) counts 0 there."""
     phases = [key for key in metric_keys.TIMING_PHASES if series(records, key)[0]]
-    has = False
-    if phases:
-        # Stack only over steps that logged every present phase, so the layers line up.
-        per_phase = {key: dict(zip(*series(records, key))) for key in phases}
-        steps = sorted(set.intersection(*(set(v) for v in per_phase.values())))
-        labels = [key.split("/", 1)[-1].removesuffix("_s") for key in phases]
-        layers = [[per_phase[key][s] for s in steps] for key in phases]
-        if len(steps) == 1:  # an area over one step has no width: stack bars instead
-            bottom = 0.0
-            for label, (value,) in zip(labels, layers):
-                ax.bar(steps, [value], bottom=bottom, label=label, alpha=SECONDARY_ALPHA)
-                bottom += value
-        elif steps:
-            ax.stackplot(steps, layers, labels=labels, alpha=SECONDARY_ALPHA)
-        has = bool(steps)
+    per_phase = {key: dict(zip(*series(records, key))) for key in phases}
+    steps = sorted(set().union(*(set(v) for v in per_phase.values())))
+    labels = [key.split("/", 1)[-1].removesuffix("_s") for key in phases]
+    layers = [[per_phase[key].get(s, 0.0) for s in steps] for key in phases]
+    return steps, labels, layers
+
+
+def _plot_timing(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    steps, labels, layers = timing_layers(records)
+    if len(steps) == 1:  # an area over one step has no width: stack bars instead
+        bottom = 0.0
+        for label, (value,) in zip(labels, layers):
+            ax.bar(steps, [value], bottom=bottom, label=label, alpha=SECONDARY_ALPHA)
+            bottom += value
+    elif steps:
+        ax.stackplot(steps, layers, labels=labels, alpha=SECONDARY_ALPHA)
+    has = bool(steps)
     has |= _line(ax, *series(records, metric_keys.TIMING_STEP), label="step total", color="black")
     _finish(ax, "Time per step", "seconds", has)
 

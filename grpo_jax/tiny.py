@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     init_parser.add_argument("--vocab-size", type=int, default=TINY_VOCAB_SIZE)
     args = parser.parse_args(argv)
     from configs import workplace
-    env_config = workplace.get_config("tiny").env
+    env_config = workplace.get_config("tiny_sft").env  # the warm start's task mix
     init(args.out, env_config, seed=args.seed, corpus_tasks=args.corpus_tasks, vocab_size=args.vocab_size)
     print(f"wrote {args.out}")
 

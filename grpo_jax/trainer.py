@@ -120,7 +120,8 @@ class Trainer:
             temperature=config.generation.temperature, top_p=config.generation.top_p,
             top_k=config.generation.top_k, enable_thinking=config.generation.enable_thinking))
         self.val_tasks = validation_tasks(config.env, num_tasks=config.validation.num_tasks,
-                                          seed=config.validation.seed, allow_fewer=True)
+                                          seed=config.validation.seed, allow_fewer=True,
+                                          sandboxes=config.validation.sandboxes)
         config_checks.validate_validation_set(len(self.val_tasks), config)
         longest = max(len(self.rollout.prompt_tokens(self.env.start(t))[0]) for t in self.val_tasks[:8])
         config_checks.validate_prompt_budget(longest, config)
@@ -152,7 +153,8 @@ class Trainer:
         self.sampler = Sampler(self.graphdef, SamplerConfig(
             decode_chunk=config.generation.decode_chunk, batch_multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"],
             min_block_bucket=config.generation.min_block_bucket, prefill_chunk=config.generation.prefill_chunk,
-            cache_multiple=config.generation.cache_multiple))
+            cache_multiple=config.generation.cache_multiple,
+            min_attend_bucket=config.generation.min_attend_bucket))
         self._cast = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(compute_dtype), p))
         self.compute_dtype = compute_dtype
 

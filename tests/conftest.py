@@ -28,10 +28,10 @@ def nemo_gym_workplace_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def tiny_env_config():
-    """The `env` section of the tiny preset (no tool list in the prompt, six task families)."""
+    """The `env` section of the tiny warm start (no tool list in the prompt, six task families)."""
     from configs import workplace
 
-    return workplace.get_config("tiny").env
+    return workplace.get_config("tiny_sft").env
 
 
 @pytest.fixture(scope="session")

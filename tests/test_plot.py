@@ -50,6 +50,16 @@ def test_plot_synthetic_run(tmp_path, num_steps):
     assert (tmp_path / plot.DEFAULT_OUTPUT).is_file()
 
 
+def test_timing_stacks_every_step_with_occasional_phases_as_zero():
+    records = synthetic_records(4)
+    records[3][metrics.TIMING_VALIDATION] = 20.0  # validation ran at the last step only
+    steps, labels, layers = plot.timing_layers(records)
+    assert steps == [0, 1, 2, 3]
+    assert labels == ["rollout", "logprob", "update", "validation"]
+    assert layers[labels.index("validation")] == [0.0, 0.0, 0.0, 20.0]
+    assert layers[labels.index("rollout")] == [30.0] * 4
+
+
 def test_plot_missing_keys_and_cli(tmp_path):
     write_run(tmp_path / "run", [{"step": 0, "unrelated": 1.0}, {"step": 1}])
     out = tmp_path / "out" / "fig.png"

@@ -22,14 +22,24 @@ _MASKED_SCORE = jnp.finfo(jnp.float32).min
 _F32 = jnp.float32
 
 IMPLEMENTATIONS = ("xla", "cudnn")
-_implementation = "xla"
 # One query per row (decoding): "auto" picks per backend and mesh (see `decode_formulation`).
 DECODE_FORMULATIONS = ("auto", "reduce", "blockdiag")
-_decode_formulation = "auto"
+# The choices in force, read when a function is traced (see `use_implementation`).
+_selected = {"implementation": "xla", "decode formulation": "auto"}
 
 
 @contextlib.contextmanager
-def use_implementation(name: str) -> Iterator[None]:
+def _select(kind: str, name: str, choices: tuple[str, ...]) -> Iterator[None]:
+    if name not in choices:
+        raise ValueError(f"attention {kind} {name!r}: expected one of {choices}")
+    previous, _selected[kind] = _selected[kind], name
+    try:
+        yield
+    finally:
+        _selected[kind] = previous
+
+
+def use_implementation(name: str) -> contextlib.AbstractContextManager[None]:
     """Selects the attention kernel of causal self-attention over whole sequences (training and
     log-prob forwards) for everything TRACED inside the block:
 
@@ -41,33 +51,18 @@ def use_implementation(name: str) -> Iterator[None]:
     jitted function (`jax.jit` caches its trace). Cached paths (prefill into a KV buffer, decode)
     always use the XLA paths: their keys are a buffer longer than the queries.
     """
-    global _implementation
-    if name not in IMPLEMENTATIONS:
-        raise ValueError(f"attention implementation {name!r}: expected one of {IMPLEMENTATIONS}")
-    previous, _implementation = _implementation, name
-    try:
-        yield
-    finally:
-        _implementation = previous
+    return _select("implementation", name, IMPLEMENTATIONS)
 
 
 def current_implementation() -> str:
-    return _implementation
+    return _selected["implementation"]
 
 
-@contextlib.contextmanager
-def use_decode_formulation(name: str) -> Iterator[None]:
+def use_decode_formulation(name: str) -> contextlib.AbstractContextManager[None]:
     """Selects how one query per row attends to a KV buffer, for everything TRACED inside the
     block (like `use_implementation`): "reduce" (`_attend_one_query`), "blockdiag"
     (`_attend_one_query_blockdiag`) or "auto" (the default, see `decode_formulation`)."""
-    global _decode_formulation
-    if name not in DECODE_FORMULATIONS:
-        raise ValueError(f"decode formulation {name!r}: expected one of {DECODE_FORMULATIONS}")
-    previous, _decode_formulation = _decode_formulation, name
-    try:
-        yield
-    finally:
-        _decode_formulation = previous
+    return _select("decode formulation", name, DECODE_FORMULATIONS)
 
 
 def decode_formulation(kv_heads: int) -> str:
@@ -77,8 +72,8 @@ def decode_formulation(kv_heads: int) -> str:
     path is the fast one (docs/performance.md). The block-diagonal query mixes all kv heads in one
     contraction, so under a mesh that splits kv heads it would all-reduce the scores: "auto" keeps
     "reduce" there."""
-    if _decode_formulation != "auto":
-        return _decode_formulation
+    if _selected["decode formulation"] != "auto":
+        return _selected["decode formulation"]
     if jax.default_backend() == "cpu":
         return "reduce"
     mesh = jax.sharding.get_abstract_mesh()
@@ -175,7 +170,7 @@ def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
     only then may the cuDNN kernel run (see `use_implementation`).
     """
     b, t, h, d = q_BTHD.shape
-    if self_attention and _implementation == "cudnn":
+    if self_attention and current_implementation() == "cudnn":
         return _attend_cudnn(q_BTHD, k_BSKD, v_BSKD)
     if t == 1:
         if decode_formulation(k_BSKD.shape[2]) == "blockdiag":
