@@ -308,6 +308,12 @@ def decode_bytes_per_step(config, params, cache, batch: int, attend: int) -> dic
                 kv_full_buffer=kv_per_position * cache.max_len)
 
 
+def roofline_seconds(moved: dict, results: dict) -> float:
+    """The fewest seconds a decode step can take: its bytes over the measured copy bandwidth."""
+    needed = sum(v for k, v in moved.items() if k != "kv_full_buffer")
+    return needed / results["ceilings"]["bandwidth_Bps"]
+
+
 def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str):
     config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
     if "decode_sampler" not in nine_b:  # one Sampler: its compiled programs are shared
@@ -330,12 +336,11 @@ def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: s
     attend = sampler.attend_bucket(longest, state.cache.max_len)
     moved = decode_bytes_per_step(config, params, state.cache, batch, attend)
     step_s = seconds / sizes.decode_steps
-    roofline_s = sum(v for k, v in moved.items() if k != "kv_full_buffer") / results[
-        "ceilings"]["bandwidth_Bps"]
+    roofline_s = roofline_seconds(moved, results)
     tokens = sum(result.lengths)
     results[key] = dict(
-        batch=batch, ms_per_step=step_s * 1e3,
-        attention_formulation=attention.decode_formulation(config.num_key_value_heads), tokens_per_s=tokens / seconds,
+        batch=batch, ms_per_step=step_s * 1e3, tokens_per_s=tokens / seconds,
+        attention_formulation=attention.decode_formulation(config.num_key_value_heads),
         roofline_ms=roofline_s * 1e3, fraction_of_roofline=roofline_s / step_s,
         bytes_per_step=moved, attend_bucket=attend, cache_len=state.cache.max_len,
         first_chunk_s_incl_compile=first_chunk_s, tokens=tokens)
@@ -381,8 +386,7 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
     block(out)
     step_s = (time.perf_counter() - start) / (chunks * sizes.decode_chunk)
     moved = decode_bytes_per_step(config, params, cache, batch, attend)
-    roofline_s = sum(v for k, v in moved.items() if k != "kv_full_buffer") / results[
-        "ceilings"]["bandwidth_Bps"]
+    roofline_s = roofline_seconds(moved, results)
     full_loop = results.get(loop_key, {}).get("ms_per_step")
     results[f"decode_model_only_{batch}"] = dict(
         batch=batch, ms_per_step=step_s * 1e3, roofline_ms=roofline_s * 1e3,
@@ -391,7 +395,8 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
         full_loop_over_model_only=None if full_loop is None else full_loop / (step_s * 1e3))
     print(f"[decode model only B={batch}] {step_s * 1e3:.2f} ms/step, roofline "
           f"{roofline_s * 1e3:.2f} ms -> {roofline_s / step_s:.0%}"
-          + ("" if full_loop is None else f"; full loop / model only {full_loop / (step_s * 1e3):.2f}")
+          + ("" if full_loop is None else
+             f"; full loop / model only {full_loop / (step_s * 1e3):.2f}")
           + f" (first chunk incl. compile {first_s:.1f} s)", flush=True)
 
 
@@ -483,8 +488,9 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
     tokens_per_step = b * m * t  # the forward and backward run over all T tokens of every row
     flops = 6 * n * tokens_per_step + b * m * attention_flops_per_sequence(config, t, train=True)
     mfu = flops / seconds / results["ceilings"]["matmul_flops_per_s"]
-    results[key] = dict(pattern=config.layer_pattern, remat=config.remat, params=n + config.vocab_size *
-                        config.hidden_size, matmul_params=n, seq=t, micro_batch=b,
+    results[key] = dict(pattern=config.layer_pattern, remat=config.remat,
+                        params=n + config.vocab_size * config.hidden_size, matmul_params=n, seq=t,
+                        micro_batch=b,
                         micro_batches=m, step_s=seconds, tokens_per_s=tokens_per_step / seconds,
                         mfu=mfu, first_update_s_incl_compile=first_s,
                         first_logprobs_s_incl_compile=logprobs_first_s,
@@ -693,8 +699,9 @@ def summary_rows(results: dict) -> list[list[str]]:
     for key in ("train", "train_cudnn"):
         if key in results:
             r = results[key]
-            rows.append([f"{key} {len(r['pattern'])} layers, remat {r['remat']}, {r['micro_batch']}x"
-                         f"{r['micro_batches']}x{r['seq']}", f"{r['step_s']:.2f} s/step, "
+            rows.append([f"{key} {len(r['pattern'])} layers, remat {r['remat']}, "
+                         f"{r['micro_batch']}x{r['micro_batches']}x{r['seq']}",
+                         f"{r['step_s']:.2f} s/step, "
                          f"{r['tokens_per_s']:,.0f} tok/s", f"MFU {r['mfu']:.0%}",
                          "MFU >= 60% (remat)"])
     if "grpo" in results:

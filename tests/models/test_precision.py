@@ -44,7 +44,8 @@ def test_bfloat16_operands_give_float32_results_and_bfloat16_backward_matmuls():
     operand_types = [line.split("->")[0].rsplit(":", 1)[-1] for line in backward_dots]
     assert all("bf16" in t and "f32" not in t for t in operand_types), backward_dots
     # And they agree with the float32 gradients to bfloat16 rounding.
-    exact = jax.grad(_loss(_reference), argnums=(0, 1))(h.astype(jnp.float32), w.astype(jnp.float32))
+    exact = jax.grad(_loss(_reference), argnums=(0, 1))(h.astype(jnp.float32),
+                                                        w.astype(jnp.float32))
     for a, b in zip(grads(h, w), exact):
         a, b = np.asarray(a, np.float32), np.asarray(b)
         assert np.linalg.norm(a - b) / np.linalg.norm(b) < 2e-2
