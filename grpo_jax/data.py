@@ -28,11 +28,17 @@ def _mix(*parts) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def generated_sandbox(env_config, index: int) -> Sandbox:
+    """Generated company number `index` (0 is the default one; training uses the first
+    `env.train_sandboxes`)."""
+    return Sandbox.generate(int(env_config.sandbox_seed) + index, now=env_config.now)
+
+
 def default_sandbox(env_config) -> Sandbox:
     if env_config.sandbox == "csv":
         return Sandbox.from_csv_dir(env_config.csv_dir, now=env_config.now)
     if env_config.sandbox == "generated":
-        return Sandbox.generate(int(env_config.sandbox_seed), now=env_config.now)
+        return generated_sandbox(env_config, 0)
     raise ValueError(f"env.sandbox={env_config.sandbox!r}; expected 'generated' or 'csv'")
 
 
@@ -71,7 +77,7 @@ class TaskStream:
         if self._csv_sandbox is not None:
             return self._csv_sandbox
         count = max(1, int(self.env_config.train_sandboxes))
-        return Sandbox.generate(int(self.env_config.sandbox_seed) + block % count, now=self.env_config.now)
+        return generated_sandbox(self.env_config, block % count)
 
     def _load(self, block: int) -> list[dict]:
         if self._block_index != block:
@@ -118,7 +124,7 @@ def validation_tasks(env_config, *, num_tasks: int, seed: int, allow_fewer: bool
         raise ValueError(f"sandboxes={sandboxes} needs generated sandboxes, not "
                          f"env.sandbox={env_config.sandbox!r}")
     per_sandbox = [
-        generate_tasks(Sandbox.generate(int(env_config.sandbox_seed) + i, now=env_config.now),
+        generate_tasks(generated_sandbox(env_config, i),
                        seed=_mix(seed, "validation", i), n=num_tasks, split="validation",
                        families=families, include_tools=False, allow_fewer=True)
         for i in range(sandboxes)]

@@ -117,6 +117,17 @@ def constrain(x: jax.Array, names: LogicalAxes) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, spec)
 
 
+def active_shard_count(name: str, size: int) -> int:
+    """Into how many shards the active mesh (`jax.set_mesh`) splits a dimension of logical axis
+    `name` and length `size`: 1 without a mesh, or when the dimension stays whole there."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    entry = logical_to_spec((name,), (size,), dict(mesh.shape), strict=False)[0]
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else entry
+    return math.prod(mesh.shape[a] for a in axes)
+
+
 def _variable_axes(path, variable: nnx.Variable) -> tuple:
     axes = variable.get_metadata().get("logical_axes")
     if axes is None:

@@ -8,14 +8,13 @@ There is no positional encoding: Nemotron-H attention is position-free apart fro
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator
 
 import jax
 import jax.numpy as jnp
 
 from grpo_jax.models.precision import einsum_f32
-from grpo_jax.sharding import logical_to_spec
+from grpo_jax.sharding import active_shard_count
 
 # Finite, so a fully masked row (padding queries) yields a uniform softmax rather than NaN.
 _MASKED_SCORE = jnp.finfo(jnp.float32).min
@@ -76,12 +75,8 @@ def decode_formulation(kv_heads: int) -> str:
         return _selected["decode formulation"]
     if jax.default_backend() == "cpu":
         return "reduce"
-    mesh = jax.sharding.get_abstract_mesh()
-    if not mesh.empty:
-        axes = logical_to_spec(("kv_heads",), (kv_heads,), dict(mesh.shape), strict=False)[0]
-        axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
-        if math.prod(mesh.shape[a] for a in axes) > 1:
-            return "reduce"
+    if active_shard_count("kv_heads", kv_heads) > 1:
+        return "reduce"
     return "blockdiag"
 
 
