@@ -12,7 +12,11 @@ length). Rows:
   `model.generate` on the same 16 rows (do_sample False / True, top_k=0, top_p=1);
 * the rollout path: prefill the P prompts once, `gather_rows` to P x G, decode at T=1;
 * the floor: a jitted `lax.scan` of `--new` one-token model forwards on the same rows, with no
-  sampling, stop checks or cache bookkeeping (what the loop costs beyond the model itself).
+  sampling, stop checks or cache bookkeeping (what the loop costs beyond the model itself),
+  compiled with the sampler's decode options.
+
+`generate` prefills each distinct prompt once (here 4 prefills for 16 rows); transformers
+prefills all 16 rows.
 
 Every path is called once to warm up (our compilations happen there: reported separately as
 compile time) and then timed as the median of `--runs` steady calls. Tokens/s counts new tokens.
@@ -20,6 +24,7 @@ compile time) and then timed as the median of `--runs` steady calls. Tokens/s co
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -38,7 +43,7 @@ from flax import nnx  # noqa: E402
 
 from grpo_jax import compile_log  # noqa: E402
 from grpo_jax.models import load_hf_model  # noqa: E402
-from grpo_jax.sampling import Sampler, SamplerConfig, generate  # noqa: E402
+from grpo_jax.sampling import Sampler, SamplerConfig, decode_compiler_options, generate  # noqa: E402
 
 
 def timed_once_warm(fn, runs: int) -> float:
@@ -112,7 +117,7 @@ def main():
                                    eos_token_id=None, pad_token_id=0, **extra)
         return run
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=decode_compiler_options(jax.default_backend()))
     def model_steps_only(params, cache, token_B1):
         """The floor under the loop: `new` one-token forwards, no sampling or bookkeeping."""
         step_model = nnx.merge(graphdef, params)

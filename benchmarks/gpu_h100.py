@@ -10,7 +10,7 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
 1. ceilings: device copy bandwidth (bytes read + written) and the bf16 matmul rate (8192^3),
    measured here, in this run, as the denominators of everything below;
 2. decode_attention: one attention layer's decode step over a bf16 9B-shaped KV buffer in three
-   formulations (batched matmuls as before, multiply-and-reduce as now, block-diagonal matmuls),
+   formulations (batched matmuls, multiply-and-reduce, block-diagonal matmuls as "auto" picks),
    whole buffer and an attend bucket: which reads the buffer closest to the copy bandwidth;
 3. decode (batch 16, 64, 256): the 9B shape with random bf16 parameters made on device, fp32
    Mamba state, through the FULL sampling loop (`Sampler.decode`: T=1 sampling over the 131,072
@@ -631,10 +631,10 @@ def section_grpo(sizes: Sizes, results: dict, train: dict):
 def section_decode_attention(sizes: Sizes, results: dict):
     """One attention layer's decode step (one query per row over a bf16 KV buffer of the 9B's
     shape) in three formulations: the batched-matmul path (`_attend_dense`, which the model used
-    before), the multiply-and-reduce path the model uses now (`_attend_one_query`) and a
-    block-diagonal matmul variant; over the whole buffer and over a leading slice (an attend
-    bucket). The effective bandwidth is KV bytes read / time: the formulation closest to the
-    copy bandwidth should be the model's decode path on this device."""
+    first), the multiply-and-reduce path (`_attend_one_query`, kept for meshes that split kv
+    heads) and the block-diagonal matmul path ("auto"); over the whole buffer and over a leading
+    slice (an attend bucket). The effective bandwidth is KV bytes read / time: the formulation
+    closest to the copy bandwidth should be the model's decode path on this device."""
     config = model_config(sizes)
     k, d, h = config.num_key_value_heads, config.head_dim, config.num_attention_heads
     s = sizes.decode_cache

@@ -12,7 +12,8 @@ from flax import nnx
 from grpo_jax import compile_log
 from grpo_jax.models import NemotronHConfig, load_hf_model
 from grpo_jax.models.nemotron_h import create_model
-from grpo_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, generate, sample_tokens
+from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, generate,
+                               inverse_cdf, sample_tokens)
 from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
 
 PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
@@ -155,6 +156,43 @@ def test_same_seed_same_output_other_seed_other_samples(exact_model):
     assert a.tokens != c.tokens
 
 
+def test_repeated_prompts_share_a_prefill_and_sample_as_without_it(exact_model, sampler):
+    """generate prefills each distinct prompt once and copies its rows; tokens and log-probs are
+    those of prefilling every row (the same row keys, so the same draws)."""
+    prompts = [PROMPTS[0], PROMPTS[2], PROMPTS[0], PROMPTS[0], PROMPTS[2]]
+    params = nnx.split(exact_model)[1]
+    extends = []
+    original_extend = sampler.extend
+    sampler.extend = lambda params, state, blocks: extends.append(len(blocks)) or original_extend(
+        params, state, blocks)
+    try:
+        shared = generate(exact_model, prompts, 12, temperature=1.0, seed=9, sampler=sampler)
+    finally:
+        sampler.extend = original_extend
+    assert extends == [2]
+    state = sampler.prefill(params, prompts, max_len=len(PROMPTS[2]) + 12, seed=9)
+    _, each = sampler.decode(params, state, 12, rows=range(len(prompts)), temperature=1.0)
+    assert shared.tokens == each.tokens[:len(prompts)]
+    np.testing.assert_allclose(np.concatenate(shared.logprobs), np.concatenate(each.logprobs[:5]),
+                               atol=1e-5, rtol=0)
+    assert len(set(map(tuple, shared.tokens[2:4]))) == 2     # copies still draw their own samples
+
+
+def test_decode_compiler_options_on_cpu_and_fallback(monkeypatch, caplog):
+    from grpo_jax import sampling
+
+    assert sampling.decode_compiler_options("gpu") is None
+    assert sampling.decode_compiler_options("cpu") == sampling.CPU_DECODE_COMPILER_OPTIONS
+    sampling.decode_compiler_options.cache_clear()
+    monkeypatch.setattr(sampling, "CPU_DECODE_COMPILER_OPTIONS", {"xla_no_such_option": "1"})
+    try:
+        with caplog.at_level("WARNING"):
+            assert sampling.decode_compiler_options("cpu") is None
+        assert "xla_no_such_option" in caplog.text
+    finally:
+        sampling.decode_compiler_options.cache_clear()
+
+
 def _chi_square_critical(dof: int, z: float = 3.09) -> float:
     """Upper 0.1% point of chi-square (Wilson-Hilferty; z = 3.09 for p = 0.001)."""
     return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
@@ -170,6 +208,34 @@ def test_sampling_frequencies_follow_softmax_with_temperature():
     expected = draws * np.asarray(jax.nn.softmax(logits_V / temperature))
     statistic = float(((counts - expected) ** 2 / expected).sum())
     assert statistic < _chi_square_critical(vocab - 1), (statistic, counts, expected.round())
+
+
+@pytest.mark.parametrize("vocab", [1, 12, 300, 4096])
+def test_inverse_cdf_maps_evenly_spaced_uniforms_to_each_token_in_proportion(vocab):
+    """Evenly spaced u_j = (j + 1/2) / n must give token i about n * p_i times (within the one
+    draw a boundary can move); zero weights (some, and the padding of the last block) never."""
+    draws = 20000
+    weights_V = np.array(jax.random.exponential(jax.random.key(vocab), (vocab,)))
+    weights_V[::7] = 0.0
+    weights_V[-1] = 0.0 if vocab > 1 else 1.0
+    weights_V[0] = 0.0 if vocab > 1 else 1.0
+    uniform_B = (np.arange(draws) + 0.5) / draws
+    tokens = np.asarray(jax.jit(inverse_cdf)(jnp.broadcast_to(jnp.asarray(weights_V), (draws, vocab)),
+                                             jnp.asarray(uniform_B, jnp.float32)))
+    counts = np.bincount(tokens, minlength=vocab)
+    assert counts.shape == (vocab,) and np.all(counts[weights_V == 0] == 0)
+    expected = draws * weights_V / weights_V.sum()
+    assert np.max(np.abs(counts - expected)) <= 2, np.max(np.abs(counts - expected))
+
+
+def test_inverse_cdf_never_draws_a_zero_weight_at_the_ends_of_the_unit_interval():
+    vocab = 300
+    weights_V = np.zeros((vocab,), np.float32)
+    weights_V[[37, 38, 200]] = [1e-30, 3.0, 1e30]          # extreme ratios stress the rounding
+    uniform_B = np.array([0.0, 1e-38, 0.5, 1 - 2 ** -24, np.nextafter(np.float32(1), 0)], np.float32)
+    tokens = np.asarray(inverse_cdf(jnp.broadcast_to(jnp.asarray(weights_V), (5, vocab)),
+                                    jnp.asarray(uniform_B)))
+    assert set(tokens.tolist()) <= {37, 38, 200} and tokens[-1] == 200
 
 
 @pytest.mark.parametrize("top_p,top_k", [(0.6, 0), (1.0, 3), (0.9, 2)])

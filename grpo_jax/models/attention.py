@@ -65,16 +65,14 @@ def use_decode_formulation(name: str) -> contextlib.AbstractContextManager[None]
 
 
 def decode_formulation(kv_heads: int) -> str:
-    """The one-query path a trace uses. "auto" measured (benchmarks/gpu_h100.py, H100, one
-    attention layer of the 9B, bf16 buffer of 2,048 positions): block-diagonal matmuls read the
-    buffer at 33-63% of the copy bandwidth, multiply-and-reduce at 16-22%; on the CPU the reduce
-    path is the fast one (docs/performance.md). The block-diagonal query mixes all kv heads in one
-    contraction, so under a mesh that splits kv heads it would all-reduce the scores: "auto" keeps
-    "reduce" there."""
+    """The one-query path a trace uses. "auto" is block-diagonal, as measured: on an H100
+    (benchmarks/gpu_h100.py, one attention layer of the 9B, bf16 buffer of 2,048 positions) its
+    matmuls read the buffer at 33-63% of the copy bandwidth, multiply-and-reduce at 16-22%; in the
+    CPU sampler benchmark (with the sampler's CPU decode options) whole generate calls took ~8%
+    less (docs/performance.md). The block-diagonal query mixes all kv heads in one contraction, so
+    under a mesh that splits kv heads it would all-reduce the scores: "auto" keeps "reduce" there."""
     if _selected["decode formulation"] != "auto":
         return _selected["decode formulation"]
-    if jax.default_backend() == "cpu":
-        return "reduce"
     if active_shard_count("kv_heads", kv_heads) > 1:
         return "reduce"
     return "blockdiag"
