@@ -498,9 +498,8 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, tempe
     """
     graphdef, params = nnx.split(model)
     sampler = sampler or _default_sampler(graphdef)
-    if not prompts:
-        raise ValueError("generate needs at least one prompt")
-    max_len = max_len or max(len(p) for p in prompts) + int(np.max(max_new_tokens))
+    # No prompts: `prefill` says so.
+    max_len = max_len or max((len(p) for p in prompts), default=0) + int(np.max(max_new_tokens))
     first_row = {}
     index = [first_row.setdefault(tuple(p), len(first_row)) for p in prompts]
     if len(first_row) < len(prompts):
