@@ -79,6 +79,29 @@ def first_and_median(fn: Callable[[], object], runs: int) -> tuple[float, float]
     return first, statistics.median(times)
 
 
+def interleaved_rounds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each function in each of `rounds` rounds, all functions once per round, the
+    order reversed every other round.
+
+    On a shared machine whose speed drifts over minutes (the 2-core CPU box moved by +-25%),
+    medians taken one function after the other compare different machine states; ratios of the
+    calls within one round (`paired_ratios`) compare like with like. Call each function once
+    before (warm-up, compilation)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_index in range(rounds):
+        order = list(fns) if round_index % 2 == 0 else list(reversed(fns))
+        for name in order:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """Per-round ratios of two `interleaved_rounds` series."""
+    return [a / b for a, b in zip(numerator, denominator)]
+
+
 def table(headers: list[str], rows: list[list], floatfmt: str = "{:.2f}") -> str:
     """A plain fixed-width text table (also valid Markdown)."""
     cells = [[c if isinstance(c, str) else floatfmt.format(c) for c in row] for row in rows]

@@ -1,7 +1,7 @@
 """Our sampler against transformers' `generate` on the same small model, side by side, on CPU.
 
     python benchmarks/bench_sampler_cpu.py [--prompt 64] [--new 128] [--prompts 4] [--generations 4]
-                                           [--runs 3] [--decode-chunk 16]
+                                           [--rounds 5] [--decode-chunk 16]
 
 Both models hold the same random float32 weights (ours is imported from the transformers
 checkpoint). The batch is P prompts x G generations (the seed config: 4 x 4 = 16 rows), every
@@ -19,20 +19,26 @@ length). Rows:
 prefills all 16 rows.
 
 Every path is called once to warm up (our compilations happen there: reported separately as
-compile time) and then timed as the median of `--runs` steady calls. Tokens/s counts new tokens.
+compile time; transformers gets a short call). Then `--rounds` rounds call every path once each,
+ours and transformers' alternating (`_common.interleaved_rounds`): the times are medians over
+rounds, and the speed-up is the median of the per-round ratios (with their range), so a drift of
+the machine's speed hits both sides of a ratio alike. Tokens/s counts new tokens.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import os
+import statistics
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import BENCH_HF_CONFIG, first_and_median, machine_line, table  # noqa: E402
+from _common import (BENCH_HF_CONFIG, interleaved_rounds, machine_line,  # noqa: E402
+                     paired_ratios, table)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -46,29 +52,14 @@ from grpo_jax.models import load_hf_model  # noqa: E402
 from grpo_jax.sampling import Sampler, SamplerConfig, decode_compiler_options, generate  # noqa: E402
 
 
-def timed_once_warm(fn, runs: int) -> float:
-    """transformers has no compile step: a short call warms it up, then `runs` full calls."""
-    import statistics
-    import time
-
-    fn(warmup=True)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--hf-runs", type=int, default=1,
-                        help="timed transformers calls (each takes ~1 minute on 2 cores)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed rounds; each calls every path once (transformers ~4 s a call)")
     parser.add_argument("--decode-chunk", type=int, default=SamplerConfig().decode_chunk)
     args = parser.parse_args()
     batch = args.prompts * args.generations
@@ -79,7 +70,7 @@ def main():
     print(f"config {BENCH_HF_CONFIG}")
     print(f"batch {args.prompts} prompts x {args.generations} = {batch} rows, prompt {args.prompt} "
           f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, float32, median of "
-          f"{args.runs} steady runs (transformers: {args.hf_runs} after a short warm-up)\n")
+          f"{args.rounds} interleaved rounds after a warm-up call of each path\n")
 
     torch.manual_seed(0)
     hf = transformers.NemotronHForCausalLM(transformers.NemotronHConfig(**BENCH_HF_CONFIG)).eval()
@@ -137,18 +128,28 @@ def main():
     def ours_model_steps():
         return jax.block_until_ready(model_steps_only(params, step_cache, step_token_B1))
 
-    results = []
+    our_paths = {"greedy": ours(0.0), "T=1": ours(1.0),
+                 "rollout: prefill P, gather to PxG, T=1": ours_rollout,
+                 "model steps only (scan of forwards, no sampling)": ours_model_steps}
+    their_paths = {"greedy": theirs(False), "T=1": theirs(True)}
     compiles_before = compile_log.compile_count()
-    for name, our_fn, their_fn in [("greedy", ours(0.0), theirs(False)),
-                                   ("T=1", ours(1.0), theirs(True)),
-                                   ("rollout: prefill P, gather to PxG, T=1", ours_rollout, None),
-                                   ("model steps only (scan of forwards, no sampling)",
-                                    ours_model_steps, None)]:
-        seen = compile_log.compile_count()
-        our_first, our_time = first_and_median(our_fn, args.runs)
-        compiled = compile_log.compile_count() - seen
-        their_time = timed_once_warm(their_fn, args.hf_runs) if their_fn else None
-        results.append((name, our_time, our_first - our_time, compiled, their_time))
+    compile_seconds, programs = {}, {}
+    for name, fn in our_paths.items():
+        seen, start = compile_log.compile_count(), time.perf_counter()
+        fn()
+        compile_seconds[name] = time.perf_counter() - start
+        programs[name] = compile_log.compile_count() - seen
+    for fn in their_paths.values():
+        fn(warmup=True)
+    times = interleaved_rounds({**{("ours", k): v for k, v in our_paths.items()},
+                                **{("theirs", k): v for k, v in their_paths.items()}}, args.rounds)
+    results = []
+    for name in our_paths:
+        our_times = times[("ours", name)]
+        ratios = paired_ratios(times[("theirs", name)], our_times) if name in their_paths else None
+        results.append((name, statistics.median(our_times),
+                        compile_seconds[name] - statistics.median(our_times), programs[name],
+                        statistics.median(times[("theirs", name)]) if ratios else None, ratios))
 
     greedy = generate(model, rows, new, temperature=0.0, sampler=sampler).tokens
     expected = theirs(False)()[:, args.prompt:].tolist()
@@ -157,12 +158,13 @@ def main():
     tokens = batch * new
     print(table(
         ["path", "ours ms", "ours tok/s", "compile s", "programs", "transformers ms",
-         "transformers tok/s", "speed-up"],
+         "transformers tok/s", "speed-up (median, range of rounds)"],
         [[name, ours_s * 1e3, tokens / ours_s, compile_s, str(compiled),
           "-" if theirs_s is None else f"{theirs_s * 1e3:.1f}",
           "-" if theirs_s is None else f"{tokens / theirs_s:.0f}",
-          "-" if theirs_s is None else f"{theirs_s / ours_s:.2f}x"]
-         for name, ours_s, compile_s, compiled, theirs_s in results]))
+          "-" if ratios is None else
+          f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"]
+         for name, ours_s, compile_s, compiled, theirs_s, ratios in results]))
     print(f"\ncompilations in this run: {compile_log.compile_count() - compiles_before} "
           f"({compile_log.compile_seconds():.1f} s in XLA backend compiles)")
     print(f"greedy tokens equal to transformers' greedy tokens: {agree:.1%} of {tokens}")

@@ -102,8 +102,9 @@ class DecodeResult:
 # ----------------------------------------------------------------------------- sampling math
 
 
-def sample_tokens(logits_BV, keys_B, temperature_B, top_p_B, top_k_B):
-    """Draws one token per row from softmax(logits / T) restricted to the top-k / top-p set.
+def sample_tokens(logits_BV, uniform_B, temperature_B, top_p_B, top_k_B):
+    """Draws one token per row from softmax(logits / T) restricted to the top-k / top-p set,
+    given one uniform number in [0, 1) per row (`draw_uniforms`).
 
     temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. Filtering sorts the
     vocabulary, which only runs when some row asks for it, and a batch of greedy rows draws
@@ -117,7 +118,6 @@ def sample_tokens(logits_BV, keys_B, temperature_B, top_p_B, top_k_B):
     greedy_B = temperature_B <= 0.0
     safe_temperature_B = jnp.where(greedy_B, 1.0, temperature_B)
     scaled_BV = logits_BV / safe_temperature_B[:, None]
-    uniform_B = jax.vmap(lambda key: jax.random.uniform(key, (), jnp.float32))(keys_B)
 
     def unfiltered():
         weights_BV = jnp.exp(scaled_BV - jnp.max(scaled_BV, axis=-1, keepdims=True))
@@ -175,6 +175,18 @@ def inverse_cdf(weights_BV, uniform_B):
     return jnp.where(picked_B > 0, index_B, jnp.argmax(weights_BV, axis=-1).astype(jnp.int32))
 
 
+def draw_uniforms(row_keys_B, num_sampled_B, num_steps: int):
+    """uniform_KB[k, b]: the uniform of row b's draw number num_sampled_B[b] + k, from
+    fold_in(row key, draw number), so a row's draws do not depend on how decoding is chunked.
+
+    One call per decode chunk rather than one per step: the threefry loops of a per-step draw
+    were ~0.15 ms of a ~5 ms CPU decode step (batch 16)."""
+    def row_draws(key, first):
+        return jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(key, first + k), (),
+                                                     jnp.float32))(jnp.arange(num_steps))
+    return jax.vmap(row_draws, out_axes=1)(row_keys_B, num_sampled_B)
+
+
 def token_logprobs(logits_BV, token_B):
     """log softmax(logits)[token] per row, as logits[token] - logsumexp(logits): two reductions
     over the vocabulary instead of a (B, V) log-softmax array that is then indexed."""
@@ -206,10 +218,13 @@ def _decode_program(num_steps, graphdef, attend_len, params, state: SamplerState
     model = nnx.merge(graphdef, params)
     temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B = controls
 
-    def step(carry, _):
+    # A row that is still active at step k has sampled num_sampled_B + k tokens (it sampled at
+    # every earlier step of the chunk); rows that are done discard their draws.
+    uniform_KB = draw_uniforms(state.row_keys_B, state.num_sampled_B, num_steps)
+
+    def step(carry, uniform_B):
         state, done_B, num_new_B = carry
-        keys_B = jax.vmap(jax.random.fold_in)(state.row_keys_B, state.num_sampled_B)
-        token_B = sample_tokens(state.next_logits_BV, keys_B, temperature_B, top_p_B, top_k_B)
+        token_B = sample_tokens(state.next_logits_BV, uniform_B, temperature_B, top_p_B, top_k_B)
         logprob_B = token_logprobs(state.next_logits_BV, token_B)
         active_B = ~done_B
         num_new_B = num_new_B + active_B
@@ -228,7 +243,7 @@ def _decode_program(num_steps, graphdef, attend_len, params, state: SamplerState
         return (state, done_B | finished_B, num_new_B), (token_B, logprob_B, active_B, stopped_B)
 
     (state, done_B, num_new_B), outputs = jax.lax.scan(
-        step, (state, done_B, num_new_B), None, length=num_steps)
+        step, (state, done_B, num_new_B), uniform_KB)
     return state, done_B, num_new_B, outputs
 
 

@@ -13,7 +13,7 @@ from grpo_jax import compile_log
 from grpo_jax.models import NemotronHConfig, load_hf_model
 from grpo_jax.models.nemotron_h import create_model
 from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, generate,
-                               inverse_cdf, sample_tokens)
+                               draw_uniforms, inverse_cdf, sample_tokens)
 from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
 
 PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
@@ -156,6 +156,27 @@ def test_same_seed_same_output_other_seed_other_samples(exact_model):
     assert a.tokens != c.tokens
 
 
+def test_draws_follow_the_row_and_draw_number_not_the_decode_chunking(exact_model, sampler):
+    """Draw k of a chunk is row b's draw number num_sampled[b] + k, so a different decode_chunk
+    (another number of steps per jitted call, and stops landing mid-chunk) samples the same."""
+    keys = jax.random.split(jax.random.key(5), 3)
+    uniform_KB = draw_uniforms(keys, jnp.array([0, 4, 9]), 6)
+    for row, first in enumerate([0, 4, 9]):
+        for k in range(6):
+            expected = jax.random.uniform(jax.random.fold_in(keys[row], first + k), ())
+            assert uniform_KB[k, row] == expected
+    params = nnx.split(exact_model)[1]
+    wide = Sampler(sampler.graphdef, dataclasses.replace(sampler.config, decode_chunk=7))
+    results = []
+    for chunked in (sampler, wide):
+        state = chunked.prefill(params, PROMPTS, max_len=64, seed=2)
+        state, first = chunked.decode(params, state, [5, 9, 3], rows=range(3), temperature=1.0)
+        _, second = chunked.decode(params, state, 10, rows=range(3), temperature=0.8,
+                                   stop_ids=[3, 9])
+        results.append((first.tokens, second.tokens, second.finish_reasons))
+    assert results[0] == results[1]
+
+
 def test_repeated_prompts_share_a_prefill_and_sample_as_without_it(exact_model, sampler):
     """generate prefills each distinct prompt once and copies its rows; tokens and log-probs are
     those of prefilling every row (the same row keys, so the same draws)."""
@@ -201,8 +222,8 @@ def _chi_square_critical(dof: int, z: float = 3.09) -> float:
 def test_sampling_frequencies_follow_softmax_with_temperature():
     vocab, draws, temperature = 12, 20000, 0.7
     logits_V = jnp.linspace(-2.0, 2.5, vocab) + jnp.sin(jnp.arange(vocab))
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(draws))
-    tokens = jax.jit(sample_tokens)(jnp.broadcast_to(logits_V, (draws, vocab)), keys,
+    uniforms = draw_uniforms(jax.random.split(jax.random.key(0), draws), jnp.zeros((draws,), jnp.int32), 1)[0]
+    tokens = jax.jit(sample_tokens)(jnp.broadcast_to(logits_V, (draws, vocab)), uniforms,
                                     jnp.full((draws,), temperature), jnp.ones((draws,)), jnp.zeros((draws,), jnp.int32))
     counts = np.bincount(np.asarray(tokens), minlength=vocab)
     expected = draws * np.asarray(jax.nn.softmax(logits_V / temperature))
@@ -242,8 +263,8 @@ def test_inverse_cdf_never_draws_a_zero_weight_at_the_ends_of_the_unit_interval(
 def test_top_p_top_k_never_leave_their_set(top_p, top_k):
     vocab, draws = 40, 4000
     logits_BV = jax.random.normal(jax.random.key(7), (draws, vocab)) * 2.0
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(jnp.arange(draws))
-    tokens = np.asarray(jax.jit(sample_tokens)(logits_BV, keys, jnp.ones((draws,)), jnp.full((draws,), top_p),
+    uniforms = jax.random.uniform(jax.random.key(1), (draws,))
+    tokens = np.asarray(jax.jit(sample_tokens)(logits_BV, uniforms, jnp.ones((draws,)), jnp.full((draws,), top_p),
                                                jnp.full((draws,), top_k, jnp.int32)))
     probs = np.asarray(jax.nn.softmax(logits_BV, axis=-1))
     order = np.argsort(-probs, axis=-1)

@@ -13,7 +13,9 @@ appends its first num_valid_B[b] tokens; the rest is padding that leaves the cac
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +115,39 @@ def _keep_rows(valid_B, new, old):
     return jnp.where(valid_B.reshape((-1,) + (1,) * (new.ndim - 1)), new.astype(old.dtype), old)
 
 
+# How a Mamba mixer applies in_proj, read when a function is traced (see `in_proj_formulation`).
+IN_PROJ_FORMULATIONS = ("auto", "split", "fused")
+_in_proj_selected = ["auto"]
+
+
+@contextlib.contextmanager
+def use_in_proj_formulation(name: str) -> Iterator[None]:
+    """Selects the in_proj formulation for everything TRACED inside the block (like
+    `attention.use_decode_formulation`): "split", "fused" or "auto" (the default)."""
+    if name not in IN_PROJ_FORMULATIONS:
+        raise ValueError(f"in_proj formulation {name!r}: expected one of {IN_PROJ_FORMULATIONS}")
+    previous, _in_proj_selected[0] = _in_proj_selected[0], name
+    try:
+        yield
+    finally:
+        _in_proj_selected[0] = previous
+
+
+def in_proj_formulation() -> str:
+    """"split": one matmul per stored component (z, x, B, C, dt); "fused": one matmul over the
+    components concatenated per group. Both give the same numbers (each output is the same dot
+    product). The concatenation is a trace-time copy of the weights; in the sampler's decode scan
+    XLA hoists it out of the loop, so it is paid once per decode chunk.
+
+    "auto" is fused on CPU, where five small matmuls cost more than one (a decode step of the CPU
+    benchmark model: 5.05 -> 4.84 ms; training and prefill unchanged within noise;
+    docs/performance.md), and split elsewhere: on a GPU the per-chunk copy of the in_proj weights
+    (about a quarter of the 9B's) is not measured to pay for itself."""
+    if _in_proj_selected[0] != "auto":
+        return _in_proj_selected[0]
+    return "fused" if jax.default_backend() == "cpu" else "split"
+
+
 class Mamba2Mixer(nnx.Module):
     """Mamba-2 mixer (mamba_ssm Mamba2 with a gated group RMSNorm, no projection biases)."""
 
@@ -160,12 +195,7 @@ class Mamba2Mixer(nnx.Module):
         b, t, _ = u_BTD.shape
         g, hg, p = c.n_groups, c.mamba_heads_per_group, c.mamba_head_dim
 
-        # in_proj, per component.
-        z_BTHP = jnp.einsum("btd,dhp->bthp", u_BTD, _use(self.z_proj, cdt))
-        x_BTHP = jnp.einsum("btd,dhp->bthp", u_BTD, _use(self.x_proj, cdt))
-        B_BTGN = jnp.einsum("btd,dgn->btgn", u_BTD, _use(self.b_proj, cdt))
-        C_BTGN = jnp.einsum("btd,dgn->btgn", u_BTD, _use(self.c_proj, cdt))
-        dt_BTH = jnp.einsum("btd,dh->bth", u_BTD, _use(self.dt_proj, cdt))
+        z_BTHP, x_BTHP, B_BTGN, C_BTGN, dt_BTH = self._in_proj(u_BTD)
         x_BTHP = constrain(x_BTHP, ("batch", None, "ssm_heads", None))
         B_BTGN = constrain(B_BTGN, ("batch", None, "ssm_groups", None))
         C_BTGN = constrain(C_BTGN, ("batch", None, "ssm_groups", None))
@@ -219,6 +249,26 @@ class Mamba2Mixer(nnx.Module):
         return out_BTD, _updated_cache(cache, num_valid_B, state_BGHPN,
                                        (x_window, b_window, c_window),
                                        state_selected=recurrent)
+
+    def _in_proj(self, u_BTD):
+        """(z_BTHP, x_BTHP, B_BTGN, C_BTGN, dt_BTH), as `in_proj_formulation` says."""
+        c = self.config
+        cdt = c.compute_dtype
+        weights = [_use(w, cdt) for w in (self.z_proj, self.x_proj, self.b_proj, self.c_proj,
+                                          self.dt_proj)]
+        if in_proj_formulation() == "split":
+            return tuple(jnp.einsum(f"btd,{spec}->bt{spec[1:]}", u_BTD, w)
+                         for spec, w in zip(("dhp", "dhp", "dgn", "dgn", "dh"), weights))
+        # Concatenated per group, so a tensor shard (whole groups) holds its own columns of all
+        # five components.
+        b, t, d = u_BTD.shape
+        g = c.n_groups
+        per_group = [w.reshape(d, g, -1) for w in weights]
+        widths = [w.shape[-1] for w in per_group]
+        out_BTGX = jnp.einsum("btd,dgx->btgx", u_BTD, jnp.concatenate(per_group, axis=-1))
+        splits = np.cumsum(widths)[:-1].tolist()
+        return tuple(part.reshape((b, t) + w.shape[1:]) for part, w in
+                     zip(jnp.split(out_BTGX, splits, axis=-1), weights))
 
     def _time_step(self, dt_raw_BTH, recurrent: bool):
         """softplus(dt_raw + dt_bias) in float32, clamped to >= time_step_min where the rule says.
