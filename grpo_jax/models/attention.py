@@ -84,11 +84,16 @@ def _attend_dense(q_BTHD, k_BSKD, v_BSKD, query_pos_BT):
     # Query head j uses kv head j // (h / kv_heads): contiguous query heads share a kv head, so the
     # kv heads are never repeated and a head shard holds its own kv heads.
     q_BTKGD = q_BTHD.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores_BKGTS = einsum_f32("btkgd,bskd->bkgts", q_BTKGD, k_BSKD) * d ** -0.5
+    # Scores as (B, K, T, G, S): the (T, G) rows of one kv head are one matmul operand in every
+    # product of the forward and the backward, so XLA:CPU transposes no score-sized tensor (with
+    # (B, K, G, T, S) it copied two per chunk in the backward). Forward + backward of the CPU
+    # benchmark model: 0.85x the time at 1 x 1024 and 0.82x at 1 x 2048 (query chunks of 512),
+    # prefill of 2 x 1024 0.76x, unchanged at 2 x 256 (docs/performance.md).
+    scores_BKTGS = einsum_f32("btkgd,bskd->bktgs", q_BTKGD, k_BSKD) * d ** -0.5
     visible_BTS = jnp.arange(s)[None, None, :] <= query_pos_BT[:, :, None]
-    scores_BKGTS = jnp.where(visible_BTS[:, None, None], scores_BKGTS, _MASKED_SCORE)
-    probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKD.dtype)
-    out_BTKGD = jnp.einsum("bkgts,bskd->btkgd", probs_BKGTS, v_BSKD)
+    scores_BKTGS = jnp.where(visible_BTS[:, None, :, None], scores_BKTGS, _MASKED_SCORE)
+    probs_BKTGS = jax.nn.softmax(scores_BKTGS, axis=-1).astype(v_BSKD.dtype)
+    out_BTKGD = jnp.einsum("bktgs,bskd->btkgd", probs_BKTGS, v_BSKD)
     return out_BTKGD.reshape(b, t, h, d).astype(q_BTHD.dtype)
 
 
