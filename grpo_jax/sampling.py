@@ -107,8 +107,9 @@ def sample_tokens(logits_BV, uniform_B, temperature_B, top_p_B, top_k_B):
     given one uniform number in [0, 1) per row (`draw_uniforms`).
 
     temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. Filtering sorts the
-    vocabulary, which only runs when some row asks for it, and a batch of greedy rows draws
-    nothing (`lax.cond`s on device flags, so the choice never recompiles). A draw is one uniform
+    vocabulary, which only runs when some row asks for it, and a batch of greedy rows skips the
+    draw's arithmetic (`lax.cond`s on device flags, so the choice never recompiles; its uniforms
+    were drawn per chunk already). A draw is one uniform
     number per row pushed through the inverse CDF (`inverse_cdf`), in the sorted space when
     filtering, so a token outside the kept set can never be drawn. (Gumbel-max needs a random
     number and two logarithms per vocabulary entry: 1.4 ms per step at 16 x 4,096 on the CPU box,
