@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sampler_cpu.py [--prompt 64] [--new 128] [--prompts 4] [--generations 4]
                                            [--rounds 5] [--decode-chunk 16]
+                                           [--ssm-decode-update per_step|deferred|both]
 
 Both models hold the same random float32 weights (ours is imported from the transformers
 checkpoint). The batch is P prompts x G generations (the seed config: 4 x 4 = 16 rows), every
@@ -14,6 +15,9 @@ length). Rows:
 * the floor: a jitted `lax.scan` of `--new` one-token model forwards on the same rows, with no
   sampling, stop checks or cache bookkeeping (what the loop costs beyond the model itself),
   compiled with the sampler's decode options.
+
+`--ssm-decode-update both` adds greedy and T=1 rows through a second sampler that defers the Mamba
+state writes to once per decode chunk (`SamplerConfig.ssm_decode_update`), in the same rounds.
 
 `generate` prefills each distinct prompt once (here 4 prefills for 16 rows); transformers
 prefills all 16 rows.
@@ -61,6 +65,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=5,
                         help="timed rounds; each calls every path once (transformers ~4 s a call)")
     parser.add_argument("--decode-chunk", type=int, default=SamplerConfig().decode_chunk)
+    parser.add_argument("--ssm-decode-update", default=SamplerConfig().ssm_decode_update,
+                        choices=["per_step", "deferred", "both"],
+                        help="the sampler's Mamba state update; both: also time the other one")
     args = parser.parse_args()
     batch = args.prompts * args.generations
 
@@ -69,7 +76,8 @@ def main():
           f"transformers {transformers.__version__}")
     print(f"config {BENCH_HF_CONFIG}")
     print(f"batch {args.prompts} prompts x {args.generations} = {batch} rows, prompt {args.prompt} "
-          f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, float32, median of "
+          f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, SSM decode update "
+          f"{args.ssm_decode_update}, float32, median of "
           f"{args.rounds} interleaved rounds after a warm-up call of each path\n")
 
     torch.manual_seed(0)
@@ -78,7 +86,9 @@ def main():
         hf.save_pretrained(path)
         model = load_hf_model(path)
     graphdef, params = nnx.split(model)
-    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk))
+    first_update = "per_step" if args.ssm_decode_update == "both" else args.ssm_decode_update
+    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk,
+                                              ssm_decode_update=first_update))
 
     rng = np.random.default_rng(0)
     distinct = rng.integers(3, BENCH_HF_CONFIG["vocab_size"], (args.prompts, args.prompt))
@@ -87,7 +97,7 @@ def main():
     rows_torch = torch.as_tensor(rows_np)
     new = args.new
 
-    def ours(temperature):
+    def ours(temperature, sampler=sampler):
         def run():
             return generate(model, rows, new, temperature=temperature, seed=1, sampler=sampler)
         return run
@@ -131,6 +141,11 @@ def main():
     our_paths = {"greedy": ours(0.0), "T=1": ours(1.0),
                  "rollout: prefill P, gather to PxG, T=1": ours_rollout,
                  "model steps only (scan of forwards, no sampling)": ours_model_steps}
+    if args.ssm_decode_update == "both":
+        deferred_sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk,
+                                                           ssm_decode_update="deferred"))
+        our_paths.update({"greedy [deferred SSM writes]": ours(0.0, deferred_sampler),
+                          "T=1 [deferred SSM writes]": ours(1.0, deferred_sampler)})
     their_paths = {"greedy": theirs(False), "T=1": theirs(True)}
     compiles_before = compile_log.compile_count()
     compile_seconds, programs = {}, {}
@@ -146,10 +161,13 @@ def main():
     results = []
     for name in our_paths:
         our_times = times[("ours", name)]
-        ratios = paired_ratios(times[("theirs", name)], our_times) if name in their_paths else None
+        their_name = name.split(" [")[0]  # "greedy [deferred SSM writes]" -> "greedy"
+        ratios = (paired_ratios(times[("theirs", their_name)], our_times)
+                  if their_name in their_paths else None)
         results.append((name, statistics.median(our_times),
                         compile_seconds[name] - statistics.median(our_times), programs[name],
-                        statistics.median(times[("theirs", name)]) if ratios else None, ratios))
+                        statistics.median(times[("theirs", their_name)]) if ratios else None,
+                        ratios))
 
     greedy = generate(model, rows, new, temperature=0.0, sampler=sampler).tokens
     expected = theirs(False)()[:, args.prompt:].tolist()

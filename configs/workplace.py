@@ -107,6 +107,7 @@ def _base() -> ml_collections.ConfigDict:
     gen.min_block_bucket = 16
     gen.cache_multiple = 512
     gen.min_attend_bucket = 1024          # decode reads the KV buffer up to a power-of-two bucket >= this
+    gen.ssm_decode_update = "per_step"    # or "deferred": Mamba states written once per decode chunk
 
     # --- environment -----------------------------------------------------------------------
     config.env = env = ml_collections.ConfigDict()

@@ -14,6 +14,7 @@ import jax
 from grpo_jax import sharding
 from grpo_jax.envs.workplace.prompts import PROMPT_VARIANTS
 from grpo_jax.envs.workplace.schemas import SCHEMA_STYLES
+from grpo_jax.sampling import SSM_DECODE_UPDATES
 
 DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("grpo", "sft")
@@ -180,6 +181,7 @@ def validate_config(config, device_count: int | None = None) -> None:
     for name in ("max_new_tokens_per_turn", "decode_chunk", "prefill_chunk", "min_block_bucket", "cache_multiple",
                  "min_attend_bucket"):
         _positive_int(config, f"generation.{name}")
+    _choice(config, "generation.ssm_decode_update", SSM_DECODE_UPDATES)
 
     env = config.env
     _choice(config, "env.name", ("workplace", "workplace_assistant"))

@@ -32,11 +32,15 @@ from flax import nnx
 
 from grpo_jax import compile_log
 from grpo_jax.distributed import host_array
+from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
 
 logger = logging.getLogger(__name__)
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
+
+
+SSM_DECODE_UPDATES = ("per_step", "deferred")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +59,12 @@ class SamplerConfig:
     # batch of 16 are ~1% of the weight bytes a step reads, so smaller buckets would only add
     # programs.
     min_attend_bucket: int = 1024
+    # How a decode chunk updates the Mamba states: "per_step" reads and writes every state at
+    # every step; "deferred" only reads them during the chunk and writes the chunk's updates once
+    # at its end (`cache.defer_ssm_updates`), about 2/3 of the state traffic with 16-32 slots.
+    # Same recurrence, sums in another order (equal within float32 rounding). Measured on CPU: no
+    # gain (docs/performance.md); on a GPU it is a candidate for the decode roofline, unmeasured.
+    ssm_decode_update: str = "per_step"
 
     def __post_init__(self):
         for name in ("decode_chunk", "batch_multiple", "min_block_bucket", "prefill_chunk",
@@ -62,6 +72,9 @@ class SamplerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SamplerConfig.{name} must be a positive int, got {value!r}")
+        if self.ssm_decode_update not in SSM_DECODE_UPDATES:
+            raise ValueError(f"SamplerConfig.ssm_decode_update={self.ssm_decode_update!r}: "
+                             f"expected one of {SSM_DECODE_UPDATES}")
         if self.prefill_chunk < self.min_block_bucket:
             raise ValueError(
                 f"SamplerConfig.prefill_chunk ({self.prefill_chunk}) must be >= min_block_bucket "
@@ -214,10 +227,12 @@ def _extend_program(graphdef, params, state: SamplerState, tokens_BT, num_valid_
     return state.replace(cache=cache, next_logits_BV=next_logits_BV)
 
 
-def _decode_program(num_steps, graphdef, attend_len, params, state: SamplerState, controls,
-                    done_B, num_new_B):
+def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: SamplerState,
+                    controls, done_B, num_new_B):
     model = nnx.merge(graphdef, params)
     temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B = controls
+    if ssm_update == "deferred":
+        state = state.replace(cache=defer_ssm_updates(state.cache, num_steps))
 
     # A row that is still active at step k has sampled num_sampled_B + k tokens (it sampled at
     # every earlier step of the chunk); rows that are done discard their draws.
@@ -245,6 +260,8 @@ def _decode_program(num_steps, graphdef, attend_len, params, state: SamplerState
 
     (state, done_B, num_new_B), outputs = jax.lax.scan(
         step, (state, done_B, num_new_B), uniform_KB)
+    if ssm_update == "deferred":
+        state = state.replace(cache=fold_ssm_updates(state.cache))
     return state, done_B, num_new_B, outputs
 
 
@@ -317,7 +334,8 @@ class Sampler:
         compile_log.install()
         self._extend = jax.jit(functools.partial(_extend_program, graphdef), donate_argnums=(1,))
         # One jitted function per attend bucket (a static argument): jit caches per bucket.
-        self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk, graphdef),
+        self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk,
+                                                 config.ssm_decode_update, graphdef),
                                static_argnums=(0,), donate_argnums=(2,),
                                compiler_options=decode_compiler_options(jax.default_backend()))
         # Gathering into the same batch size reuses the old buffers; a different size cannot (and

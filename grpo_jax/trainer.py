@@ -154,7 +154,8 @@ class Trainer:
             decode_chunk=config.generation.decode_chunk, batch_multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"],
             min_block_bucket=config.generation.min_block_bucket, prefill_chunk=config.generation.prefill_chunk,
             cache_multiple=config.generation.cache_multiple,
-            min_attend_bucket=config.generation.min_attend_bucket))
+            min_attend_bucket=config.generation.min_attend_bucket,
+            ssm_decode_update=config.generation.ssm_decode_update))
         self._cast = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(compute_dtype), p))
         self.compute_dtype = compute_dtype
 

@@ -177,6 +177,30 @@ def test_draws_follow_the_row_and_draw_number_not_the_decode_chunking(exact_mode
     assert results[0] == results[1]
 
 
+def test_deferred_ssm_updates_sample_as_per_step_updates(exact_model, sampler):
+    """A sampler that writes the Mamba states once per decode chunk samples the same tokens with
+    the same log-probs (within float32 rounding) as one that writes them every step, across
+    stops and budgets landing mid-chunk and an extend between two decodes."""
+    params = nnx.split(exact_model)[1]
+    deferred = Sampler(sampler.graphdef, dataclasses.replace(sampler.config,
+                                                             ssm_decode_update="deferred"))
+    runs = []
+    for s in (sampler, deferred):
+        state = s.prefill(params, PROMPTS, max_len=64, seed=6)
+        state, first = s.decode(params, state, [5, 9, 3], rows=range(3), temperature=1.0)
+        state = s.extend(params, state, [[4, 5, 6], None, [7]])
+        state, second = s.decode(params, state, 10, rows=range(3), temperature=0.8,
+                                 stop_ids=[3, 9])
+        runs.append((first, second, np.asarray(state.lengths_B)))
+    for a, b in zip(runs[0][:2], runs[1][:2]):
+        assert a.tokens == b.tokens and a.finish_reasons == b.finish_reasons
+        for row in range(3):
+            np.testing.assert_allclose(a.logprobs[row], b.logprobs[row], atol=1e-5)
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+    with pytest.raises(ValueError, match="ssm_decode_update='lazy'"):
+        SamplerConfig(ssm_decode_update="lazy")
+
+
 def test_repeated_prompts_share_a_prefill_and_sample_as_without_it(exact_model, sampler):
     """generate prefills each distinct prompt once and copies its rows; tokens and log-probs are
     those of prefilling every row (the same row keys, so the same draws)."""
@@ -277,7 +301,8 @@ def test_top_p_top_k_never_leave_their_set(top_p, top_k):
         assert tokens[row] in set(order[row][keep].tolist())
 
 
-def test_sampler_under_a_tensor_and_data_parallel_mesh():
+@pytest.mark.parametrize("ssm_update", ["per_step", "deferred"])
+def test_sampler_under_a_tensor_and_data_parallel_mesh(ssm_update):
     from grpo_jax import sharding
 
     config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
@@ -286,6 +311,6 @@ def test_sampler_under_a_tensor_and_data_parallel_mesh():
     with jax.set_mesh(mesh):
         model = create_model(config, seed=4, mesh=mesh)
         graphdef = nnx.split(model)[0]
-        sharded = generate(model, PROMPTS, 8, temperature=0.0,
-                           sampler=Sampler(graphdef, SamplerConfig(batch_multiple=4)))
+        sampler = Sampler(graphdef, SamplerConfig(batch_multiple=4, ssm_decode_update=ssm_update))
+        sharded = generate(model, PROMPTS, 8, temperature=0.0, sampler=sampler)
     assert sharded.tokens == single.tokens

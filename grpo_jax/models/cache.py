@@ -15,6 +15,7 @@ from flax import struct
 from jax.sharding import Mesh
 
 from grpo_jax import sharding
+from grpo_jax.models import ssd
 from grpo_jax.models.config import NemotronHConfig
 
 
@@ -24,13 +25,15 @@ class MambaLayerCache:
 
     conv_x (B, K-1, H, P), conv_b / conv_c (B, K-1, G, N): the last K-1 raw (pre-conv) x, B and C
       columns, oldest first, zeros before the first token (K = conv_kernel).
-    ssm (B, H, P, N): the recurrent state after the row's last token.
+    ssm (B, H, P, N): the recurrent state after the row's last token; while `pending` holds
+      deferred steps (`defer_ssm_updates`), the state before them.
     """
 
     conv_x: jax.Array
     conv_b: jax.Array
     conv_c: jax.Array
     ssm: jax.Array
+    pending: ssd.PendingUpdates | None = None
 
     LOGICAL_AXES = dict(
         conv_x=("batch", None, "ssm_heads", None),
@@ -93,6 +96,31 @@ def init_cache(config: NemotronHConfig, batch_size: int, max_len: int) -> Cache:
                                                  values=jnp.zeros(kv, config.compute_dtype)))
     return Cache(lengths_B=jnp.zeros((b,), jnp.int32), mamba=tuple(mamba),
                  attention=tuple(attention))
+
+
+def defer_ssm_updates(cache: Cache, num_steps: int) -> Cache:
+    """The cache with room for `num_steps` one-token forwards whose Mamba state writes are
+    deferred to `fold_ssm_updates` (`ssd.ssd_step_deferred`: a step reads each state once and
+    writes none). Only one-token forwards may run before the fold, at most `num_steps`."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"defer_ssm_updates(num_steps={num_steps!r}): expected a positive int")
+    if has_pending_updates(cache):
+        raise ValueError("the cache already holds deferred Mamba state updates: fold them first")
+    return cache.replace(mamba=tuple(
+        layer.replace(pending=ssd.no_pending_updates(layer.ssm, layer.conv_b.shape[2], num_steps))
+        for layer in cache.mamba))
+
+
+def fold_ssm_updates(cache: Cache) -> Cache:
+    """Writes the deferred steps into the Mamba states (each read and written once)."""
+    return cache.replace(mamba=tuple(
+        layer if layer.pending is None else constrain_layer_cache(layer.replace(
+            ssm=ssd.fold_pending(layer.ssm, layer.pending).astype(layer.ssm.dtype), pending=None))
+        for layer in cache.mamba))
+
+
+def has_pending_updates(cache: Cache) -> bool:
+    return any(layer.pending is not None for layer in cache.mamba)
 
 
 def constrain_layer_cache(layer_cache):

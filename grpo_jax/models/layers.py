@@ -223,7 +223,15 @@ class Mamba2Mixer(nnx.Module):
         A_GH = -jnp.exp(self.A_log[...].astype(_F32)).reshape(g, hg)
         x_BTGHP = x_BTHP.reshape(b, t, g, hg, p)
         dt_BTGH = dt_BTH.reshape(b, t, g, hg)
-        if recurrent:
+        pending = None
+        if recurrent and cache.pending is not None:
+            # Deferred (`cache.defer_ssm_updates`): the state stays unwritten until the fold.
+            y_BHP, pending = ssd.ssd_step_deferred(
+                cache.ssm, cache.pending, x_BTHP[:, 0], dt_BTH[:, 0], A_GH.reshape(-1),
+                B_BTGN[:, 0], C_BTGN[:, 0])
+            y_BTGHP = y_BHP.reshape(b, 1, g, hg, p)
+            state_BGHPN = cache.ssm
+        elif recurrent:
             # On the cache's own (B, H, P, N) state, with B and C repeated to heads (small), and
             # rows without a token kept inside the step: the state is read and written once, in
             # place (see `ssd_step_heads`).
@@ -248,7 +256,7 @@ class Mamba2Mixer(nnx.Module):
             return out_BTD, None
         return out_BTD, _updated_cache(cache, num_valid_B, state_BGHPN,
                                        (x_window, b_window, c_window),
-                                       state_selected=recurrent)
+                                       state_selected=recurrent, pending=pending)
 
     def _in_proj(self, u_BTD):
         """(z_BTHP, x_BTHP, B_BTGN, C_BTGN, dt_BTH), as `in_proj_formulation` says."""
@@ -283,9 +291,10 @@ class Mamba2Mixer(nnx.Module):
 
 
 def _updated_cache(cache: MambaLayerCache, num_valid_B, state_BGHPN, windows,
-                   state_selected: bool = False):
+                   state_selected: bool = False, pending: ssd.PendingUpdates | None = None):
     """Each row's conv columns and SSM state at its last valid token; rows without valid tokens
-    keep their cache bit for bit. `state_selected`: the state already kept those rows."""
+    keep their cache bit for bit. `state_selected`: the state already kept those rows (with
+    `pending`: it is the unwritten state the pending steps apply to)."""
     appended_B = num_valid_B > 0
     width = cache.conv_x.shape[1]
     conv_x, conv_b, conv_c = (
@@ -294,7 +303,7 @@ def _updated_cache(cache: MambaLayerCache, num_valid_B, state_BGHPN, windows,
     ssm = state_BGHPN.reshape(cache.ssm.shape).astype(cache.ssm.dtype)
     if not state_selected:
         ssm = _keep_rows(appended_B, ssm, cache.ssm)
-    return constrain_layer_cache(MambaLayerCache(conv_x, conv_b, conv_c, ssm))
+    return constrain_layer_cache(MambaLayerCache(conv_x, conv_b, conv_c, ssm, pending))
 
 
 def _new_columns(window_BW_, num_valid_B, width: int):

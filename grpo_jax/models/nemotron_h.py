@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from grpo_jax import sharding
-from grpo_jax.models.cache import Cache, init_cache
+from grpo_jax.models.cache import Cache, has_pending_updates, init_cache
 from grpo_jax.models.config import REMAT_POLICIES, NemotronHConfig
 from grpo_jax.models.layers import Block, RMSNorm, draw_normal
 from grpo_jax.models.precision import einsum_f32
@@ -122,6 +122,10 @@ class NemotronH(nnx.Module):
         if cache is None:
             return b, t
         c = self.config
+        if t > 1 and has_pending_updates(cache):
+            raise ValueError(f"input_ids_BT has {t} tokens per row, but the cache holds deferred "
+                             "Mamba state updates: only one-token steps may run before "
+                             "cache.fold_ssm_updates")
         if attend_len is not None and (not isinstance(attend_len, int) or attend_len < 1):
             raise ValueError(f"attend_len={attend_len!r}: expected a positive int (static)")
         counts = (len(cache.mamba), len(cache.attention))

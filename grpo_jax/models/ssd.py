@@ -5,8 +5,9 @@ The recurrence, per head with state h_t of shape (P, N):
     h_t = exp(dt_t · A) · h_{t-1} + dt_t · x_t ⊗ B_t,        y_t = h_t · C_t
 
 `ssd_chunked` evaluates it for whole sequences with the chunked "minimal SSD" algorithm (einsums
-within and between chunks); `ssd_step` is the one-token update used in decoding. The D skip term
-is left to the caller. All state math is float32.
+within and between chunks); `ssd_step` is the one-token update used in decoding, and
+`ssd_step_deferred` / `fold_pending` the same steps with the state writes of a run of steps
+deferred to one at its end. The D skip term is left to the caller. All state math is float32.
 
 Heads are kept grouped, (G groups, H heads per group): head g·H + h reads B and C of group g, so
 B and C are never expanded to heads, and a tensor-parallel shard that holds whole groups computes
@@ -15,6 +16,8 @@ its heads locally.
 Shapes: x_BTGHP, dt_BTGH (after softplus and clamp), A_GH (negative), B_BTGN, C_BTGN,
 state_BGHPN. Inside a chunked scan C is the number of chunks and Q (also L, S) the chunk length.
 """
+import flax.struct
+import jax
 import jax.numpy as jnp
 
 _F32 = jnp.float32
@@ -126,3 +129,77 @@ def ssd_step_heads(state_BHPN, x_BHP, dt_BH, A_H, B_BHN, C_BHN, update_B=None):
         state_BHPN = jnp.where(update_B[:, None, None, None], state_BHPN, old_BHPN)
     y_BHP = jnp.sum(state_BHPN * C_BHN.astype(_F32)[:, :, None, :], axis=-1)
     return y_BHP, state_BHPN
+
+
+@flax.struct.dataclass
+class PendingUpdates:
+    """One-token steps taken since a state h_0 was last written (`ssd_step_deferred`), K slots.
+
+    After k steps the state is h_k = decay_BH · h_0 + sum_j weight_BKH[:, j] · input_BKHP[:, j] ⊗
+    B_j, with decay_BH the product of the k decays, weight_BKH[:, j] the product of the decays
+    after step j (0 in unused slots), input_BKHP[:, j] = dt_j · x_j, b_BKGN[:, j] = B_j per group,
+    and count = k (int32).
+    """
+
+    decay_BH: jax.Array
+    weight_BKH: jax.Array
+    input_BKHP: jax.Array
+    b_BKGN: jax.Array
+    count: jax.Array
+
+    @property
+    def num_slots(self) -> int:
+        return self.weight_BKH.shape[1]
+
+
+def no_pending_updates(state_BHPN, groups: int, num_slots: int) -> PendingUpdates:
+    """Room for `num_slots` deferred steps on a (B, H, P, N) state whose heads form `groups`."""
+    b, h, p, n = state_BHPN.shape
+    return PendingUpdates(decay_BH=jnp.ones((b, h), _F32),
+                          weight_BKH=jnp.zeros((b, num_slots, h), _F32),
+                          input_BKHP=jnp.zeros((b, num_slots, h, p), _F32),
+                          b_BKGN=jnp.zeros((b, num_slots, groups, n), _F32),
+                          count=jnp.zeros((), jnp.int32))
+
+
+def ssd_step_deferred(state_BHPN, pending: PendingUpdates, x_BHP, dt_BH, A_H, B_BGN, C_BGN):
+    """`ssd_step` over flat heads (B and C per group) that leaves the state h_0 unwritten and
+    records the step in `pending`. Returns (y_BHP float32, pending); `fold_pending` writes the
+    state after the run.
+
+    y_t = h_t · C_t = decay · (h_0 · C_t) + sum_j weight_j (B_j · C_t) input_j, so a step reads
+    h_0 once and writes nothing, where the per-step update reads and writes the whole state every
+    step. The caller folds after at most `pending.num_slots` steps (one more would overwrite the
+    last slot). Steps with dt = 0 (padding, rows that are done) have decay exactly 1 and input
+    exactly 0, so a row with no real step in the run folds back to h_0 bit for bit.
+    """
+    heads_per_group = state_BHPN.shape[1] // B_BGN.shape[1]
+    dt_BH = dt_BH.astype(_F32)
+    decay_BH = jnp.exp(dt_BH * A_H.astype(_F32))
+    slot = pending.count
+    weight_BKH = jax.lax.dynamic_update_index_in_dim(
+        pending.weight_BKH * decay_BH[:, None, :], jnp.ones_like(decay_BH), slot, axis=1)
+    input_BKHP = jax.lax.dynamic_update_index_in_dim(
+        pending.input_BKHP, dt_BH[..., None] * x_BHP.astype(_F32), slot, axis=1)
+    b_BKGN = jax.lax.dynamic_update_index_in_dim(pending.b_BKGN, B_BGN.astype(_F32), slot, axis=1)
+    pending = PendingUpdates(decay_BH=pending.decay_BH * decay_BH, weight_BKH=weight_BKH,
+                             input_BKHP=input_BKHP, b_BKGN=b_BKGN, count=slot + 1)
+    C_BGN = C_BGN.astype(_F32)
+    # Elementwise products reduced, not matmuls: the state and the slots are read in place (as
+    # batched matmuls over (B, H), XLA:CPU first transposed the slots, every step).
+    C_BHN = jnp.repeat(C_BGN, heads_per_group, axis=1)
+    y_state_BHP = jnp.sum(state_BHPN.astype(_F32) * C_BHN[:, :, None, :], axis=-1)
+    cb_BKH = jnp.repeat(jnp.sum(b_BKGN * C_BGN[:, None], axis=-1), heads_per_group, axis=2)
+    y_pending_BHP = jnp.sum((weight_BKH * cb_BKH)[..., None] * input_BKHP, axis=1)
+    return pending.decay_BH[..., None] * y_state_BHP + y_pending_BHP, pending
+
+
+def fold_pending(state_BHPN, pending: PendingUpdates):
+    """The state after the pending steps (float32): h_0 read and h_k written once, the slots
+    added as one matmul per (row, group) over the K slots."""
+    b, h, p, n = state_BHPN.shape
+    g, k = pending.b_BKGN.shape[2], pending.num_slots
+    weighted_BKGX = (pending.weight_BKH[..., None] * pending.input_BKHP).reshape(b, k, g, -1)
+    added_BGXN = jnp.einsum("bkgx,bkgn->bgxn", weighted_BKGX, pending.b_BKGN)
+    return (state_BHPN.astype(_F32) * pending.decay_BH[..., None, None]
+            + added_BGXN.reshape(b, h, p, n))

@@ -132,3 +132,45 @@ def test_in_proj_formulations_agree_in_training_prefill_and_decode(small_checkpo
     with pytest.raises(ValueError, match="'joined'"):
         with layers.use_in_proj_formulation("joined"):
             pass
+
+
+def test_deferred_ssm_updates_match_per_step_decoding(small_checkpoint):
+    """One-token forwards on a cache whose Mamba state writes are deferred give the per-step
+    forwards' hidden states, and after the fold the same cache; a row without a token in the
+    whole run keeps its cache bit for bit. Only one-token forwards may run on a deferred cache."""
+    from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
+
+    model = load_hf_model(small_checkpoint)
+    graphdef, state = nnx.split(model)
+    ids = jnp.asarray(np.random.default_rng(5).integers(0, 64, (3, 11)))
+    # Row 0 steps every time, row 1 stops after two steps, row 2 never steps.
+    valid_KB = jnp.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]], jnp.int32)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def run(state, ids, deferred):
+        model = nnx.merge(graphdef, state)
+        _, start = model.forward(ids[:, :6], cache=model.init_cache(3, 16),
+                                 num_valid_B=jnp.array([6, 4, 5]))
+        cache = defer_ssm_updates(start, 6) if deferred else start  # 6 slots for 5 steps
+        hidden = []
+        for k in range(5):
+            h, cache = model.forward(ids[:, 6 + k:7 + k], cache=cache, num_valid_B=valid_KB[k])
+            hidden.append(h)
+        unfolded = cache
+        if deferred:
+            cache = fold_ssm_updates(cache)
+        return jnp.concatenate(hidden, axis=1), cache, unfolded, start
+
+    per_step, per_step_cache, _, _ = run(state, ids, False)
+    deferred, deferred_cache, unfolded, start = run(state, ids, True)
+    np.testing.assert_allclose(deferred[:2], per_step[:2], rtol=1e-5, atol=1e-5)
+    assert all(layer.pending is None for layer in deferred_cache.mamba)
+    for a, b in zip(jax.tree.leaves(deferred_cache), jax.tree.leaves(per_step_cache)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(deferred_cache), jax.tree.leaves(start)):
+        np.testing.assert_array_equal(np.asarray(a)[2], np.asarray(b)[2])
+    assert int(unfolded.mamba[0].pending.count) == 5
+    with pytest.raises(ValueError, match="deferred Mamba state updates"):
+        model.forward(ids[:, :2], cache=unfolded)
+    with pytest.raises(ValueError, match="fold them first"):
+        defer_ssm_updates(unfolded, 4)

@@ -89,3 +89,46 @@ def test_step_keeps_rows_without_a_token_bit_for_bit():
     np.testing.assert_array_equal(np.asarray(h)[~update], h0[~update])
     np.testing.assert_allclose(np.asarray(h)[update], np.asarray(h_all)[update], rtol=1e-5,
                                atol=1e-6)
+
+
+def _heads(v):
+    """(B, T, G, H, ...) -> (B, T, G*H, ...)."""
+    return v.reshape(v.shape[:2] + (-1,) + v.shape[4:])
+
+
+@pytest.mark.parametrize("steps,slots", [(6, 6), (4, 7)])
+def test_deferred_steps_match_sequential_recurrence(steps, slots):
+    """K steps that only read h_0 (`ssd_step_deferred`) give the recurrence's outputs, and the fold
+    gives its state, also when fewer steps than slots were taken."""
+    rng = np.random.default_rng(3)
+    x, dt, A, B, C, h0 = _random_inputs(rng, length=steps)
+    y_ref, h_ref = _sequential(x, dt, A, B, C, h0)
+    b, g, h, p, n = h0.shape
+    state = np.float32(h0.reshape(b, g * h, p, n))
+    step = jax.jit(ssd.ssd_step_deferred)
+    pending = ssd.no_pending_updates(state, g, slots)
+    for t in range(steps):
+        y, pending = step(state, pending, np.float32(_heads(x)[:, t]), np.float32(_heads(dt)[:, t]),
+                          np.float32(A.reshape(-1)), np.float32(B[:, t]), np.float32(C[:, t]))
+        np.testing.assert_allclose(y, _heads(y_ref)[:, t], rtol=1e-5,
+                                   atol=1e-5 * np.abs(y_ref).max())
+    assert int(pending.count) == steps
+    folded = jax.jit(ssd.fold_pending)(state, pending)
+    np.testing.assert_allclose(folded, h_ref.reshape(b, g * h, p, n), rtol=1e-5,
+                               atol=1e-5 * np.abs(h_ref).max())
+
+
+def test_deferred_zero_dt_rows_fold_back_bit_for_bit():
+    """Rows whose every step has dt = 0 (done, or padding) keep their state exactly."""
+    rng = np.random.default_rng(4)
+    x, dt, A, B, C, h0 = (np.float32(v) for v in _random_inputs(rng, length=3))
+    dt[1] = 0.0
+    b, g, h, p, n = h0.shape
+    state = h0.reshape(b, g * h, p, n)
+    pending = ssd.no_pending_updates(state, g, 4)
+    for t in range(3):
+        _, pending = ssd.ssd_step_deferred(state, pending, _heads(x)[:, t], _heads(dt)[:, t],
+                                           A.reshape(-1), B[:, t], C[:, t])
+    folded = np.asarray(ssd.fold_pending(state, pending))
+    np.testing.assert_array_equal(folded[1], state[1])
+    assert not np.allclose(folded[0], state[0])

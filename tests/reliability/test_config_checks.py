@@ -78,6 +78,7 @@ INVALID = [
     ({"generation.prefill_chunk": 0}, "config.generation.prefill_chunk=0"),
     ({"generation.min_block_bucket": 0}, "config.generation.min_block_bucket=0"),
     ({"generation.cache_multiple": 0}, "config.generation.cache_multiple=0"),
+    ({"generation.ssm_decode_update": "lazy"}, "config.generation.ssm_decode_update='lazy'"),
     ({"generation.min_attend_bucket": 0}, "config.generation.min_attend_bucket=0"),
     ({"env.name": "chess"}, "config.env.name='chess'"),
     ({"env.max_steps": 0}, "config.env.max_steps=0"),
