@@ -20,7 +20,8 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
    roofline = (weights read + Mamba state read and written + KV read) / measured bandwidth;
    decode_16_deferred / decode_64_deferred: the same loop with the Mamba state writes deferred
    to once per decode chunk (`SamplerConfig(ssm_decode_update="deferred")`: each step reads the
-   states and writes none), same roofline denominator;
+   states and writes none), same roofline denominator; decode_16_fused_in_proj (if time is
+   left): the same loop with one in_proj matmul per Mamba block (`layers.in_proj_formulation`);
    decode_model_16: the floor under that loop, a scan of bare one-token forwards at batch 16;
 4. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
 5. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
@@ -65,9 +66,9 @@ def _parse_args(argv=None):
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: " + ",".join(
                             ["ceilings", "decode_attention", "decode_16", "decode_64",
-                             "decode_16_deferred", "decode_64_deferred", "decode_model_16",
-                             "prefill", "decode_256", "train", "grpo", "train_cudnn",
-                             "train_blocks"]))
+                             "decode_16_deferred", "decode_64_deferred",
+                             "decode_16_fused_in_proj", "decode_model_16", "prefill",
+                             "decode_256", "train", "grpo", "train_cudnn", "train_blocks"]))
     parser.add_argument("--train-layers", type=int, default=None,
                         help="blocks of the train slice (default 8, at most 22)")
     parser.add_argument("--train-blocks", default="mamba,attention,mlp,lm_head,ssd",
@@ -96,7 +97,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from grpo_jax import compile_log, grpo, optim  # noqa: E402
-from grpo_jax.models import attention, ssd  # noqa: E402
+from grpo_jax.models import attention, layers, ssd  # noqa: E402
 from grpo_jax.models.config import NemotronHConfig  # noqa: E402
 from grpo_jax.models.layers import Block  # noqa: E402
 from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
@@ -158,10 +159,12 @@ SMOKE = Sizes(
 # the H100 of 2026-11-27 (docs/measurements/h100_2026-11-27/), and whether it may be skipped to
 # save the budget for later ones.
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
-              "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_model_16": 15,
+              "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
+              "decode_model_16": 15,
               "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
               "train_cudnn": 45, "train_blocks": 175}
-OPTIONAL = {"decode_model_16", "prefill", "decode_256", "train_cudnn", "train_blocks"}
+OPTIONAL = {"decode_16_fused_in_proj", "decode_model_16", "prefill", "decode_256",
+            "train_cudnn", "train_blocks"}
 
 
 class SectionTimeout(Exception):
@@ -319,9 +322,16 @@ def roofline_seconds(moved: dict, results: dict) -> float:
     return needed / results["ceilings"]["bandwidth_Bps"]
 
 
-def decode_sampler(sizes: Sizes, nine_b: dict, ssm_update: str) -> Sampler:
-    """One Sampler per variant for the whole run: its compiled programs are shared."""
-    key = f"decode_sampler_{ssm_update}"
+# Decode variants after the per-step rows: (SSM decode update, in_proj formulation) by suffix.
+DECODE_VARIANTS = {"": ("per_step", "auto"), "_deferred": ("deferred", "auto"),
+                   "_fused_in_proj": ("per_step", "fused")}
+
+
+def decode_sampler(sizes: Sizes, nine_b: dict, ssm_update: str, in_proj: str) -> Sampler:
+    """One Sampler per variant for the whole run: its compiled programs are shared. The in_proj
+    formulation is read when a program is traced, so each variant's Sampler is only ever called
+    under its own (`section_decode`)."""
+    key = f"decode_sampler_{ssm_update}_{in_proj}"
     if key not in nine_b:
         nine_b[key] = Sampler(nine_b["graphdef"], SamplerConfig(
             decode_chunk=sizes.decode_chunk, min_attend_bucket=sizes.decode_context,
@@ -330,21 +340,23 @@ def decode_sampler(sizes: Sizes, nine_b: dict, ssm_update: str) -> Sampler:
 
 
 def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str,
-                   ssm_update: str = "per_step"):
+                   ssm_update: str = "per_step", in_proj: str = "auto"):
     config, params = nine_b["config"], nine_b["params"]
-    sampler = decode_sampler(sizes, nine_b, ssm_update)
+    sampler = decode_sampler(sizes, nine_b, ssm_update, in_proj)
     stop_ids = [config.vocab_size]  # a real stop check that never fires: every step runs
     state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
     state = state.replace(cache=state.cache.replace(
         lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32)))
-    start = time.perf_counter()
-    state, _ = sampler.decode(params, state, sizes.decode_chunk, temperature=1.0,
-                              stop_ids=stop_ids)
-    first_chunk_s = time.perf_counter() - start
-    start = time.perf_counter()
-    state, result = sampler.decode(params, state, sizes.decode_steps, temperature=1.0,
-                                   stop_ids=stop_ids)
-    seconds = time.perf_counter() - start
+    with layers.use_in_proj_formulation(in_proj):
+        variant = f"{ssm_update}, in_proj {layers.in_proj_formulation()}"
+        start = time.perf_counter()
+        state, _ = sampler.decode(params, state, sizes.decode_chunk, temperature=1.0,
+                                  stop_ids=stop_ids)
+        first_chunk_s = time.perf_counter() - start
+        start = time.perf_counter()
+        state, result = sampler.decode(params, state, sizes.decode_steps, temperature=1.0,
+                                       stop_ids=stop_ids)
+        seconds = time.perf_counter() - start
     longest = sizes.decode_context + sizes.decode_chunk + sizes.decode_steps
     attend = sampler.attend_bucket(longest, state.cache.max_len)
     moved = decode_bytes_per_step(config, params, state.cache, batch, attend)
@@ -354,11 +366,11 @@ def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: s
     results[key] = dict(
         batch=batch, ms_per_step=step_s * 1e3, tokens_per_s=tokens / seconds,
         attention_formulation=attention.decode_formulation(config.num_key_value_heads),
-        ssm_decode_update=ssm_update,
+        ssm_decode_update=ssm_update, variant=variant,
         roofline_ms=roofline_s * 1e3, fraction_of_roofline=roofline_s / step_s,
         bytes_per_step=moved, attend_bucket=attend, cache_len=state.cache.max_len,
         first_chunk_s_incl_compile=first_chunk_s, tokens=tokens)
-    print(f"[decode B={batch}, {ssm_update}] {step_s * 1e3:.2f} ms/step, "
+    print(f"[decode B={batch}, {variant}] {step_s * 1e3:.2f} ms/step, "
           f"{tokens / seconds:,.0f} tok/s, "
           f"roofline {roofline_s * 1e3:.2f} ms -> {roofline_s / step_s:.0%} "
           f"(first chunk incl. compile {first_chunk_s:.1f} s)", flush=True)
@@ -370,7 +382,7 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
     the same cache and attend bucket as `section_decode`, with no sampling, log-probs or stop
     checks (the cache donated). Full loop / this = what the loop's bookkeeping costs."""
     config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
-    sampler = decode_sampler(sizes, nine_b, "per_step")
+    sampler = decode_sampler(sizes, nine_b, "per_step", "auto")
     state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
     cache = state.cache.replace(lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32))
     del state
@@ -703,8 +715,7 @@ def summary_rows(results: dict) -> list[list[str]]:
                          "ms roofline", "floor under the loop"])
         elif key.startswith("decode_") and isinstance(r, dict) and "ms_per_step" in r:
             target = targets.get(r["batch"], ("", None))[0]
-            rows.append([f"decode B={r['batch']} (9B, full loop, "
-                         f"{r.get('ssm_decode_update', 'per_step')})",
+            rows.append([f"decode B={r['batch']} (9B, full loop, {r['variant']})",
                          f"{r['ms_per_step']:.2f} ms/step, {r['tokens_per_s']:,.0f} tok/s",
                          f"{r['fraction_of_roofline']:.0%} of {r['roofline_ms']:.2f} ms roofline",
                          target])
@@ -742,8 +753,8 @@ def main(args) -> dict:
     budget = args.budget_s or (110.0 if args.smoke else 450.0)
     guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
     order = ["ceilings", "decode_attention", "decode_16", "decode_64", "decode_16_deferred",
-             "decode_64_deferred", "decode_model_16", "prefill", "decode_256", "train", "grpo",
-             "train_cudnn", "train_blocks"]
+             "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16", "prefill",
+             "decode_256", "train", "grpo", "train_cudnn", "train_blocks"]
     wanted = order if not args.sections else [s for s in order if s in args.sections.split(",")]
     compile_log.install()
     results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
@@ -800,10 +811,12 @@ def main(args) -> dict:
                     elif name == "prefill":
                         section_prefill(sizes, results, nine_b)
                     else:
-                        deferred = name.endswith("_deferred")
+                        suffix = next(v for v in sorted(DECODE_VARIANTS, key=len, reverse=True)
+                                      if name.endswith(v))
+                        ssm_update, in_proj = DECODE_VARIANTS[suffix]
                         section_decode(sizes, results, nine_b,
-                                       names_batches[name.removesuffix("_deferred")], name,
-                                       ssm_update="deferred" if deferred else "per_step")
+                                       names_batches[name[:len(name) - len(suffix)]], name,
+                                       ssm_update=ssm_update, in_proj=in_proj)
                 elif name == "train":
                     ensure_train()
                     section_train(sizes, results, train)

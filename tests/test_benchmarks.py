@@ -10,8 +10,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_gpu_script_smoke_run_writes_every_section(tmp_path):
-    sections = ("ceilings,decode_attention,decode_16,decode_16_deferred,decode_model_16,train,grpo,"
-                "train_blocks")
+    sections = ("ceilings,decode_attention,decode_16,decode_16_deferred,decode_16_fused_in_proj,"
+                "decode_model_16,train,grpo,train_blocks")
     result = subprocess.run(
         [sys.executable, "benchmarks/gpu_h100.py", "--smoke", "--sections", sections,
          "--budget-s", "600"], cwd=REPO, capture_output=True, text=True, timeout=900,
@@ -22,6 +22,7 @@ def test_gpu_script_smoke_run_writes_every_section(tmp_path):
     assert results["decode_16"]["ms_per_step"] > 0
     assert results["decode_16_deferred"]["ssm_decode_update"] == "deferred"
     assert results["decode_16_deferred"]["tokens"] == results["decode_16"]["tokens"]
+    assert results["decode_16_fused_in_proj"]["variant"] == "per_step, in_proj fused"
     assert results["decode_model_only_4"]["full_loop_over_model_only"] > 0
     assert {"mamba", "attention", "mlp", "lm_head + log-probs",
             "ssd_chunked alone (float32)"} == set(results["train_blocks"]["rows"])
