@@ -61,9 +61,10 @@ class SamplerConfig:
     min_attend_bucket: int = 1024
     # How a decode chunk updates the Mamba states: "per_step" reads and writes every state at
     # every step; "deferred" only reads them during the chunk and writes the chunk's updates once
-    # at its end (`cache.defer_ssm_updates`), about 2/3 of the state traffic with 16-32 slots.
-    # Same recurrence, sums in another order (equal within float32 rounding). Measured on CPU: no
-    # gain (docs/performance.md); on a GPU it is a candidate for the decode roofline, unmeasured.
+    # at its end (`cache.defer_ssm_updates`): per step one read of each state plus decode_chunk
+    # small slots, instead of a read and a write. Same recurrence, sums in another order (equal
+    # within float32 rounding). Measured on CPU: no gain (docs/performance.md); on a GPU, where
+    # the 9B's states are a fifth to a half of a decode step's bytes, not measured yet.
     ssm_decode_update: str = "per_step"
 
     def __post_init__(self):
