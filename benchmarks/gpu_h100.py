@@ -57,6 +57,12 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Every section, in the order a run takes them.
+SECTIONS = ("ceilings", "decode_attention", "decode_16", "decode_64", "decode_16_deferred",
+            "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16", "prefill",
+            "decode_256", "train", "grpo", "train_cudnn", "train_blocks")
+
+
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
@@ -64,11 +70,7 @@ def _parse_args(argv=None):
     parser.add_argument("--budget-s", type=float, default=None,
                         help="whole-run budget in seconds (default 450; --smoke: 110)")
     parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of: " + ",".join(
-                            ["ceilings", "decode_attention", "decode_16", "decode_64",
-                             "decode_16_deferred", "decode_64_deferred",
-                             "decode_16_fused_in_proj", "decode_model_16", "prefill",
-                             "decode_256", "train", "grpo", "train_cudnn", "train_blocks"]))
+                        help="comma-separated subset of: " + ",".join(SECTIONS))
     parser.add_argument("--train-layers", type=int, default=None,
                         help="blocks of the train slice (default 8, at most 22)")
     parser.add_argument("--train-blocks", default="mamba,attention,mlp,lm_head,ssd",
@@ -160,8 +162,7 @@ SMOKE = Sizes(
 # save the budget for later ones.
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
               "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
-              "decode_model_16": 15,
-              "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
+              "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
               "train_cudnn": 45, "train_blocks": 175}
 OPTIONAL = {"decode_16_fused_in_proj", "decode_model_16", "prefill", "decode_256",
             "train_cudnn", "train_blocks"}
@@ -752,10 +753,8 @@ def main(args) -> dict:
     sizes = SMOKE if args.smoke else FULL
     budget = args.budget_s or (110.0 if args.smoke else 450.0)
     guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
-    order = ["ceilings", "decode_attention", "decode_16", "decode_64", "decode_16_deferred",
-             "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16", "prefill",
-             "decode_256", "train", "grpo", "train_cudnn", "train_blocks"]
-    wanted = order if not args.sections else [s for s in order if s in args.sections.split(",")]
+    wanted = list(SECTIONS) if not args.sections else [
+        s for s in SECTIONS if s in args.sections.split(",")]
     compile_log.install()
     results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
                "budget_s": budget, "errors": {}}
