@@ -12,8 +12,9 @@ from flax import nnx
 from grpo_jax import compile_log
 from grpo_jax.models import NemotronHConfig, load_hf_model
 from grpo_jax.models.nemotron_h import create_model
-from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, generate,
-                               draw_uniforms, inverse_cdf, sample_tokens)
+from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, argmax_last,
+                               decode_compiler_options, draw_uniforms, generate, inverse_cdf,
+                               sample_tokens)
 from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
 
 PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
@@ -281,6 +282,27 @@ def test_inverse_cdf_never_draws_a_zero_weight_at_the_ends_of_the_unit_interval(
     tokens = np.asarray(inverse_cdf(jnp.broadcast_to(jnp.asarray(weights_V), (5, vocab)),
                                     jnp.asarray(uniform_B)))
     assert set(tokens.tolist()) <= {37, 38, 200} and tokens[-1] == 200
+
+
+def test_argmax_last_equals_numpy_argmax_with_ties_infinities_and_nans():
+    rng = np.random.default_rng(3)
+    x_BV = rng.integers(-3, 4, (64, 300)).astype(np.float32)   # many ties of the maximum
+    x_BV[1] = -np.inf
+    x_BV[2, [5, 250]] = np.inf
+    x_BV[3, [7, 100]] = np.nan
+    x_BV[4, :] = np.nan
+    x_BV[5, -1] = 9.0
+    x_BV[6, 0] = 9.0
+    x_BV[7, 150] = np.nan
+    x_BV[7, 10] = np.inf
+    expected = np.argmax(x_BV, axis=-1)
+    assert expected[[1, 2, 3, 4, 5, 6, 7]].tolist() == [0, 5, 7, 0, 299, 0, 150]
+    # As the decode program compiles it, too (its options change how reductions are emitted).
+    compiled = jax.jit(argmax_last, compiler_options=decode_compiler_options(jax.default_backend()))
+    for fn in (argmax_last, compiled):
+        got = np.asarray(fn(jnp.asarray(x_BV)))
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("top_p,top_k", [(0.6, 0), (1.0, 3), (0.9, 2)])
