@@ -30,7 +30,7 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
 6. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
    decode), log-prob recomputation (Learner.logprobs), update; synthetic rewards;
 7. train_cudnn (only if time is left): the train step with cuDNN flash attention
-   (`attention.use_implementation("cudnn")`);
+   (`NemotronHConfig(attention_implementation="cudnn")`);
 8. train_blocks (only if time is left): where the train step's time goes, block type by block
    type (forward and forward + backward of one Mamba, attention and MLP block, the lm_head with
    the token log-probs, and the SSD scan alone).
@@ -464,6 +464,14 @@ def train_setup(sizes: Sizes, layers: int | None, remat: str = "full"):
     return config, graphdef, params, optimizer
 
 
+def with_attention_implementation(train: dict, implementation: str) -> dict:
+    """The train section's model (same parameters) with another attention kernel: a new config
+    and graph definition; the parameter state's structure does not depend on the kernel."""
+    config = train["config"].replace(attention_implementation=implementation)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: NemotronH(config, rngs=nnx.Rngs(0))))
+    return dict(train, config=config, graphdef=graphdef)
+
+
 def synthetic_advantages(sizes: Sizes, batch: int) -> np.ndarray:
     """A synthetic reward per trajectory, normalised within each group of G (GRPO advantages)."""
     rewards = np.random.default_rng(1).random(batch).astype(np.float32)
@@ -830,13 +838,15 @@ def main(args) -> dict:
                     section_train_blocks(sizes, results, args.train_blocks)
                 elif name == "train_cudnn":
                     ensure_train()
-                    if args.smoke:  # cuDNN needs a GPU: the smoke run checks the switch only
-                        with attention.use_implementation("cudnn"):
-                            assert attention.current_implementation() == "cudnn"
-                        results["train_cudnn_smoke"] = "switch checked (no cuDNN on CPU)"
-                    else:
-                        with attention.use_implementation("cudnn"):
-                            section_train(sizes, results, train, key="train_cudnn")
+                    # cuDNN needs a GPU: the smoke run takes the same path with the XLA kernel.
+                    view = with_attention_implementation(train, "xla" if args.smoke else "cudnn")
+                    # The view's run takes over the master weights (its update donates them).
+                    train.pop("params", None)
+                    train.pop("state_after", None)
+                    section_train(sizes, results, view, key="train_cudnn")
+                    results["train_cudnn"]["attention_implementation"] = (
+                        view["config"].attention_implementation)
+                    train.update(learner=view["learner"], state_after=view["state_after"])
         except Exception as e:  # noqa: BLE001 - a failed section must not lose the others
             results["errors"][name] = f"{type(e).__name__}: {e}"
             print(f"[{name}] FAILED after {time.perf_counter() - start:.0f} s: "

@@ -13,6 +13,7 @@ import jax
 
 from grpo_jax import sharding
 from grpo_jax.envs.workplace.prompts import PROMPT_VARIANTS
+from grpo_jax.models.config import ATTENTION_IMPLEMENTATIONS
 from grpo_jax.envs.workplace.schemas import SCHEMA_STYLES
 from grpo_jax.sampling import SSM_DECODE_UPDATES
 
@@ -118,6 +119,15 @@ def validate_config(config, device_count: int | None = None) -> None:
     _choice(config, "model.time_step_clamp", TIME_STEP_CLAMPS)
     _positive_int(config, "model.max_total_sequence_length")
     _positive_int(config, "model.attention_query_chunk")
+    _choice(config, "model.attention_implementation", ATTENTION_IMPLEMENTATIONS)
+    if m.attention_implementation == "cudnn":
+        if m.precision not in ("bfloat16", "float16"):
+            _fail("model.attention_implementation", m.attention_implementation,
+                  f"'xla' with model.precision={m.precision!r} (cuDNN's flash attention runs in "
+                  f"bfloat16 or float16 only)")
+        if jax.default_backend() != "gpu":
+            _fail("model.attention_implementation", m.attention_implementation,
+                  f"'xla' on this {jax.default_backend()!r} backend ('cudnn' needs a GPU)")
     sizes = mesh_sizes(config, jax.device_count() if device_count is None else device_count)
 
     g = config.grpo

@@ -129,7 +129,8 @@ class Trainer:
             self.model = load_hf_model(m.path, mesh=self.mesh, param_dtype=_DTYPES[m.param_dtype],
                                        compute_dtype=compute_dtype, remat=m.remat,
                                        time_step_clamp=m.time_step_clamp,
-                                       attention_query_chunk=m.attention_query_chunk)
+                                       attention_query_chunk=m.attention_query_chunk,
+                                       attention_implementation=m.attention_implementation)
 
         self.graphdef, params = nnx.split(self.model)
         self.optimizer = optim.make_optimizer(

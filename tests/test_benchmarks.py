@@ -11,7 +11,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def test_gpu_script_smoke_run_writes_every_section(tmp_path):
     sections = ("ceilings,decode_attention,decode_16,decode_16_deferred,decode_16_fused_in_proj,"
-                "decode_model_16,train,grpo,train_blocks")
+                "decode_model_16,train,grpo,train_cudnn,train_blocks")
     result = subprocess.run(
         [sys.executable, "benchmarks/gpu_h100.py", "--smoke", "--sections", sections,
          "--budget-s", "600"], cwd=REPO, capture_output=True, text=True, timeout=900,
@@ -27,3 +27,6 @@ def test_gpu_script_smoke_run_writes_every_section(tmp_path):
     assert {"mamba", "attention", "mlp", "lm_head + log-probs",
             "ssd_chunked alone (float32)"} == set(results["train_blocks"]["rows"])
     assert sum(results["grpo"]["seconds"].values()) > 0
+    # On the CPU the cuDNN section runs its path with the XLA kernel (cuDNN needs a GPU).
+    assert results["train_cudnn"]["attention_implementation"] == "xla"
+    assert results["train_cudnn"]["step_s"] > 0

@@ -20,11 +20,10 @@ from grpo_jax.sharding import active_shard_count
 _MASKED_SCORE = jnp.finfo(jnp.float32).min
 _F32 = jnp.float32
 
-IMPLEMENTATIONS = ("xla", "cudnn")
 # One query per row (decoding): "auto" picks per backend and mesh (see `decode_formulation`).
 DECODE_FORMULATIONS = ("auto", "reduce", "blockdiag")
-# The choices in force, read when a function is traced (see `use_implementation`).
-_selected = {"implementation": "xla", "decode formulation": "auto"}
+# The choice in force, read when a function is traced (see `use_decode_formulation`).
+_selected = {"decode formulation": "auto"}
 
 
 @contextlib.contextmanager
@@ -38,29 +37,11 @@ def _select(kind: str, name: str, choices: tuple[str, ...]) -> Iterator[None]:
         _selected[kind] = previous
 
 
-def use_implementation(name: str) -> contextlib.AbstractContextManager[None]:
-    """Selects the attention kernel of causal self-attention over whole sequences (training and
-    log-prob forwards) for everything TRACED inside the block:
-
-    * "xla" (default): the einsum paths below, any device and dtype;
-    * "cudnn": `jax.nn.dot_product_attention(implementation="cudnn")`, cuDNN's fused flash
-      attention; GPU only, bfloat16/float16 only (it raises otherwise).
-
-    The choice is read when a function is traced, so enter the block before the first call of a
-    jitted function (`jax.jit` caches its trace). Cached paths (prefill into a KV buffer, decode)
-    always use the XLA paths: their keys are a buffer longer than the queries.
-    """
-    return _select("implementation", name, IMPLEMENTATIONS)
-
-
-def current_implementation() -> str:
-    return _selected["implementation"]
-
-
 def use_decode_formulation(name: str) -> contextlib.AbstractContextManager[None]:
     """Selects how one query per row attends to a KV buffer, for everything TRACED inside the
-    block (like `use_implementation`): "reduce" (`_attend_one_query`), "blockdiag"
-    (`_attend_one_query_blockdiag`) or "auto" (the default, see `decode_formulation`)."""
+    block (`jax.jit` caches its trace, so enter it before a function's first call): "reduce"
+    (`_attend_one_query`), "blockdiag" (`_attend_one_query_blockdiag`) or "auto" (the default,
+    see `decode_formulation`)."""
     return _select("decode formulation", name, DECODE_FORMULATIONS)
 
 
@@ -158,12 +139,16 @@ def _attend_one_query_blockdiag(q_B1HD, k_BSKD, v_BSKD, query_pos_B1):
 
 def _attend_cudnn(q_BTHD, k_BTKD, v_BTKD):
     """cuDNN flash attention, causal over a whole sequence (query t sees keys <= t)."""
+    backend = jax.default_backend()
+    if backend != "gpu":
+        raise ValueError(f"attention_implementation='cudnn' needs a GPU (cuDNN flash attention); "
+                         f"this process runs on {backend!r}: use 'xla'")
     return jax.nn.dot_product_attention(q_BTHD, k_BTKD, v_BTKD, is_causal=True,
                                         implementation="cudnn")
 
 
 def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
-                     self_attention: bool = False):
+                     self_attention: bool = False, implementation: str = "xla"):
     """softmax(q kᵀ / sqrt(D), keys at positions <= query_pos) v, softmax in float32.
 
     One query per row uses a decode path (`decode_formulation`). More than `query_chunk` queries
@@ -172,10 +157,11 @@ def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
     path since every query row is computed the same way.
 
     `self_attention=True` promises query_pos_BT[b] = arange(T) and S = T (a training forward);
-    only then may the cuDNN kernel run (see `use_implementation`).
+    only then does `implementation="cudnn"` run cuDNN's kernel
+    (`NemotronHConfig.attention_implementation`).
     """
     b, t, h, d = q_BTHD.shape
-    if self_attention and current_implementation() == "cudnn":
+    if self_attention and implementation == "cudnn":
         return _attend_cudnn(q_BTHD, k_BSKD, v_BSKD)
     if t == 1:
         if decode_formulation(k_BSKD.shape[2]) == "blockdiag":

@@ -77,6 +77,8 @@ REMAT_POLICIES = {
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 _DTYPE_FIELDS = ("param_dtype", "compute_dtype", "ssm_state_dtype", "conv_state_dtype")
+# Kernels of causal self-attention over whole sequences (see `attention_implementation`).
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +96,10 @@ class NemotronHConfig:
         "dots_saveable" or "dots_with_no_batch_dims_saveable" (jax.checkpoint_policies).
       attention_query_chunk: attention over more query positions than this runs query chunk by
         query chunk, so no (B, H, T, S) score tensor is materialised.
+      attention_implementation: the kernel of causal self-attention over whole sequences
+        (training and log-prob forwards): "xla" (einsums; any device and dtype) or "cudnn"
+        (cuDNN's fused flash attention: GPU only, bfloat16 / float16 compute). Prefill into a KV
+        buffer and decoding always use the XLA paths.
     """
 
     vocab_size: int
@@ -129,6 +135,7 @@ class NemotronHConfig:
     time_step_clamp: str = "prefill"
     remat: str = "none"
     attention_query_chunk: int = 512
+    attention_implementation: str = "xla"
 
     def __post_init__(self):
         for name in _DTYPE_FIELDS:
@@ -173,6 +180,13 @@ class NemotronHConfig:
         if self.time_step_clamp not in TIME_STEP_CLAMPS:
             raise ValueError(f"time_step_clamp={self.time_step_clamp!r}: expected one of "
                              f"{TIME_STEP_CLAMPS}")
+        if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention_implementation={self.attention_implementation!r}: "
+                             f"expected one of {ATTENTION_IMPLEMENTATIONS}")
+        if (self.attention_implementation == "cudnn"
+                and self.compute_dtype not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))):
+            raise ValueError(f"attention_implementation='cudnn' needs a bfloat16 or float16 "
+                             f"compute_dtype (cuDNN's flash attention), got {self.compute_dtype}")
         if self.remat != "none" and self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}: expected one of "
                              f"{('none', *REMAT_POLICIES)}")

@@ -359,7 +359,8 @@ class Attention(nnx.Module):
             keys_BSKD, values_BSKD = keys_BSKD.astype(cdt), values_BSKD.astype(cdt)
         out_BTHD = causal_attention(q_BTHD, keys_BSKD, values_BSKD, query_pos_BT,
                                     query_chunk=self.config.attention_query_chunk,
-                                    self_attention=cache is None)
+                                    self_attention=cache is None,
+                                    implementation=self.config.attention_implementation)
         out_BTD = jnp.einsum("bthk,hkd->btd", out_BTHD, _use(self.o_proj, cdt))
         return out_BTD, new_cache
 

@@ -107,12 +107,23 @@ def test_decode_formulation_auto_choice():
             pass
 
 
-def test_implementation_switch_validates_and_restores():
-    from grpo_jax.models import attention
+def test_attention_implementation_is_a_validated_config_field_and_cudnn_needs_a_gpu():
+    from grpo_jax.models import NemotronHConfig
+    from grpo_jax.models.nemotron_h import create_model
+    from tests.models.helpers import TINY_HF_CONFIG
 
-    with pytest.raises(ValueError, match="flash"):
-        with attention.use_implementation("flash"):
-            pass
-    with attention.use_implementation("cudnn"):
-        assert attention.current_implementation() == "cudnn"
-    assert attention.current_implementation() == "xla"
+    with pytest.raises(ValueError, match="'flash'.*expected one of"):
+        NemotronHConfig.from_hf_config(TINY_HF_CONFIG, attention_implementation="flash")
+    with pytest.raises(ValueError, match="bfloat16 or float16 compute_dtype.*float32"):
+        NemotronHConfig.from_hf_config(TINY_HF_CONFIG, attention_implementation="cudnn")
+    config = NemotronHConfig.from_hf_config(TINY_HF_CONFIG, attention_implementation="cudnn",
+                                            compute_dtype=jnp.bfloat16)
+    model = create_model(config)
+    tokens_BT = jnp.asarray(np.arange(1, 7)[None], jnp.int32)
+    if jax.default_backend() != "gpu":
+        # The training forward is where cuDNN would run: a clear error, not one from XLA.
+        with pytest.raises(ValueError, match="needs a GPU.*use 'xla'"):
+            model.forward(tokens_BT)
+    # Prefill into a KV buffer never uses cuDNN, so it runs anywhere.
+    hidden_BTD, _ = model.forward(tokens_BT, cache=model.init_cache(1, 16))
+    assert hidden_BTD.shape[:2] == (1, 6)

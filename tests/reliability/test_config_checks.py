@@ -9,6 +9,7 @@ launcher's own handling (unknown keys, unknown presets, exit status) is in tests
 """
 from __future__ import annotations
 
+import jax
 import pytest
 
 from configs import workplace
@@ -28,6 +29,10 @@ INVALID = [
     ({"model.time_step_clamp": "sometimes"}, "config.model.time_step_clamp='sometimes'"),
     ({"model.max_total_sequence_length": 0}, "config.model.max_total_sequence_length=0"),
     ({"model.attention_query_chunk": -1}, "config.model.attention_query_chunk=-1"),
+    ({"model.attention_implementation": "flash"}, "config.model.attention_implementation='flash'"),
+    ({"model.attention_implementation": "cudnn", "model.precision": "float32"},
+     "config.model.attention_implementation='cudnn' is invalid: expected 'xla' with "
+     "model.precision='float32'"),
     # mesh axes that do not fit the 8 devices
     ({"model.data_parallel_size": 0}, "config.model.data_parallel_size=0"),
     ({"model.data_parallel_size": -1, "model.tensor_model_parallel_size": 3},
@@ -129,6 +134,16 @@ def test_invalid_setting_is_rejected_by_name_before_compiling(small_run_config, 
         config_checks.validate_config(config, device_count=8)
     assert fragment in str(error.value)
     assert compile_log.compile_count() == before
+
+
+def test_cudnn_attention_is_rejected_by_name_on_a_backend_without_cudnn(small_run_config):
+    if jax.default_backend() == "gpu":
+        pytest.skip("this backend is a GPU: 'cudnn' is valid here")
+    config = _apply(small_run_config, {"model.attention_implementation": "cudnn",
+                                       "model.precision": "bfloat16"})
+    with pytest.raises(ConfigError, match=r"attention_implementation='cudnn' is invalid: expected "
+                                          r"'xla' on this 'cpu' backend \('cudnn' needs a GPU\)"):
+        config_checks.validate_config(config, device_count=8)
 
 
 def test_the_tables_base_config_is_valid(small_run_config):
