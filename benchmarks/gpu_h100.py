@@ -33,7 +33,8 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
    (`NemotronHConfig(attention_implementation="cudnn")`);
 8. train_blocks (only if time is left): where the train step's time goes, block type by block
    type (forward and forward + backward of one Mamba, attention and MLP block, the lm_head with
-   the token log-probs, and the SSD scan alone).
+   the token log-probs, and the SSD scan alone), with the Mamba block and the SSD scan once more
+   with bfloat16 contraction operands (`NemotronHConfig.ssd_matmul_dtype`).
 
 Time guard: `--budget-s` (default 450) is the whole run's budget. A section that would not fit
 (its estimate plus what the higher-priority sections after it need) is skipped and listed; an
@@ -73,8 +74,9 @@ def _parse_args(argv=None):
                         help="comma-separated subset of: " + ",".join(SECTIONS))
     parser.add_argument("--train-layers", type=int, default=None,
                         help="blocks of the train slice (default 8, at most 22)")
-    parser.add_argument("--train-blocks", default="mamba,attention,mlp,lm_head,ssd",
-                        help="rows of the train_blocks section (default all five)")
+    parser.add_argument("--train-blocks",
+                        default="mamba,mamba_bf16_ssd,attention,mlp,lm_head,ssd,ssd_bf16",
+                        help="rows of the train_blocks section (default all seven)")
     parser.add_argument("--train-remat", default="full",
                         help="remat policy of the train slice (models.config.REMAT_POLICIES or "
                              "'none'; default full)")
@@ -163,7 +165,7 @@ SMOKE = Sizes(
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
               "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
               "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
-              "train_cudnn": 45, "train_blocks": 175}
+              "train_cudnn": 45, "train_blocks": 225}
 OPTIONAL = {"decode_16_fused_in_proj", "decode_model_16", "prefill", "decode_256",
             "train_cudnn", "train_blocks"}
 
@@ -537,11 +539,17 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
           f"(first update incl. compile {first_s:.1f} s)", flush=True)
 
 
+# Rows of the train_blocks section by their --train-blocks names.
+TRAIN_BLOCK_ROWS = {"mamba": "mamba", "mamba, bf16 SSD operands": "mamba_bf16_ssd",
+                    "attention": "attention", "mlp": "mlp"}
+
+
 def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
     """Where the train step's time goes: forward and forward + backward of ONE block of each type
     at 9B widths (bf16 parameters and compute, no remat) on the train micro-batch, of the lm_head
     + token log-probs (`grpo.next_token_logprobs`, the trainer's chunked path), and of
-    `ssd.ssd_chunked` alone (one Mamba layer's SSM, float32). MFU counts matmul FLOPs (2 N T
+    `ssd.ssd_chunked` alone (one Mamba layer's SSM, float32); the Mamba block and the SSD once
+    more with bf16 contraction operands (`ssd_matmul_dtype`). MFU counts matmul FLOPs (2 N T
     forward, 6 N T forward + backward, plus attention's score and value products)."""
     b, t = sizes.train_micro_batch, sizes.train_seq
     rate = results["ceilings"]["matmul_flops_per_s"]
@@ -564,8 +572,14 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
               f"{rows[name]['mfu_forward_backward']:.0%})", flush=True)
 
     wanted = set(wanted.split(","))
-    for layer_type in [t for t in ("mamba", "attention", "mlp") if t in wanted]:
-        graphdef, params = nnx.split(Block(config, layer_type, rngs=nnx.Rngs(0)))
+    bf16_ssd = config.replace(ssd_matmul_dtype=jnp.bfloat16)
+    for name, layer_type, block_config in (("mamba", "mamba", config),
+                                           ("mamba, bf16 SSD operands", "mamba", bf16_ssd),
+                                           ("attention", "attention", config),
+                                           ("mlp", "mlp", config)):
+        if TRAIN_BLOCK_ROWS[name] not in wanted:
+            continue
+        graphdef, params = nnx.split(Block(block_config, layer_type, rngs=nnx.Rngs(0)))
         n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params) if v.ndim >= 2
                 and min(v.shape) > config.conv_kernel)  # projections (not conv, norms, biases)
 
@@ -576,7 +590,7 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
         flops = 2 * n * b * t
         if layer_type == "attention":
             flops += 4 * b * t * t * config.num_attention_heads * config.head_dim
-        measure(layer_type, loss, (params, x_BTD), flops)
+        measure(name, loss, (params, x_BTD), flops)
         del params
 
     if "lm_head" in wanted:
@@ -593,7 +607,9 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
                 2 * config.hidden_size * config.vocab_size * b * t)
         del head_DV
 
-    if "ssd" in wanted:
+    ssd_dtypes = [dtype for row, dtype in (("ssd", jnp.float32), ("ssd_bf16", jnp.bfloat16))
+                  if row in wanted]
+    if ssd_dtypes:
         g, h, p, n_state = (config.n_groups, config.mamba_heads_per_group,
                             config.mamba_head_dim, config.ssm_state_size)
         keys = jax.random.split(jax.random.key(3), 4)
@@ -603,13 +619,15 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
         C = jax.random.normal(keys[3], (b, t, g, n_state), jnp.bfloat16)
         A = -jnp.arange(1, g * h + 1, dtype=jnp.float32).reshape(g, h)
 
-        def ssd_loss(x, dt, B, C):
-            y, state = ssd.ssd_chunked(x, dt, A, B, C, config.chunk_size)
-            return jnp.mean(y ** 2) + jnp.mean(state ** 2)
-
         q = config.chunk_size  # the chunked algorithm's einsums (intra-chunk, states, read-out)
         ssd_flops = 2 * b * t * (q * g * n_state + q * g * h * p + 2 * g * h * p * n_state)
-        measure("ssd_chunked alone (float32)", ssd_loss, (x, dt, B, C), ssd_flops)
+        for dtype in ssd_dtypes:
+            def ssd_loss(x, dt, B, C, dtype=dtype):
+                y, state = ssd.ssd_chunked(x, dt, A, B, C, config.chunk_size, matmul_dtype=dtype)
+                return jnp.mean(y ** 2) + jnp.mean(state ** 2)
+
+            label = "float32" if dtype == jnp.float32 else "bf16 operands"
+            measure(f"ssd_chunked alone ({label})", ssd_loss, (x, dt, B, C), ssd_flops)
     results["train_blocks"] = dict(micro_batch=b, seq=t, rows=rows)
 
 

@@ -37,6 +37,9 @@ def _base() -> ml_collections.ConfigDict:
     model.max_total_sequence_length = 32768
     model.precision = "bfloat16"         # compute dtype; master weights stay in param_dtype
     model.param_dtype = "float32"
+    # Operands of the chunked SSD scan's contractions (float32 accumulation either way): float32
+    # is exact; bfloat16 rounds them as the fused Mamba kernels do (not yet timed on a GPU).
+    model.ssd_matmul_dtype = "float32"
     model.tensor_model_parallel_size = 8
     model.fsdp_parallel_size = 1
     model.data_parallel_size = -1        # -1: whatever devices remain

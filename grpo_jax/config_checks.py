@@ -115,6 +115,7 @@ def validate_config(config, device_count: int | None = None) -> None:
         _fail("model.tokenizer_path", m.tokenizer_path, "an existing directory or ''")
     _choice(config, "model.precision", DTYPES)
     _choice(config, "model.param_dtype", DTYPES)
+    _choice(config, "model.ssd_matmul_dtype", DTYPES)
     _choice(config, "model.remat", REMATS)
     _choice(config, "model.time_step_clamp", TIME_STEP_CLAMPS)
     _positive_int(config, "model.max_total_sequence_length")

@@ -130,7 +130,8 @@ class Trainer:
                                        compute_dtype=compute_dtype, remat=m.remat,
                                        time_step_clamp=m.time_step_clamp,
                                        attention_query_chunk=m.attention_query_chunk,
-                                       attention_implementation=m.attention_implementation)
+                                       attention_implementation=m.attention_implementation,
+                                       ssd_matmul_dtype=_DTYPES[m.ssd_matmul_dtype])
 
         self.graphdef, params = nnx.split(self.model)
         self.optimizer = optim.make_optimizer(

@@ -24,8 +24,9 @@ def test_gpu_script_smoke_run_writes_every_section(tmp_path):
     assert results["decode_16_deferred"]["tokens"] == results["decode_16"]["tokens"]
     assert results["decode_16_fused_in_proj"]["variant"] == "per_step, in_proj fused"
     assert results["decode_model_only_4"]["full_loop_over_model_only"] > 0
-    assert {"mamba", "attention", "mlp", "lm_head + log-probs",
-            "ssd_chunked alone (float32)"} == set(results["train_blocks"]["rows"])
+    assert {"mamba", "mamba, bf16 SSD operands", "attention", "mlp", "lm_head + log-probs",
+            "ssd_chunked alone (float32)", "ssd_chunked alone (bf16 operands)"
+            } == set(results["train_blocks"]["rows"])
     assert sum(results["grpo"]["seconds"].values()) > 0
     # On the CPU the cuDNN section runs its path with the XLA kernel (cuDNN needs a GPU).
     assert results["train_cudnn"]["attention_implementation"] == "xla"

@@ -76,7 +76,8 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-_DTYPE_FIELDS = ("param_dtype", "compute_dtype", "ssm_state_dtype", "conv_state_dtype")
+_DTYPE_FIELDS = ("param_dtype", "compute_dtype", "ssm_state_dtype", "conv_state_dtype",
+                 "ssd_matmul_dtype")
 # Kernels of causal self-attention over whole sequences (see `attention_implementation`).
 ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
 
@@ -90,6 +91,9 @@ class NemotronHConfig:
       compute_dtype: dtype of matmuls and the residual stream; weights are cast at use.
       ssm_state_dtype / conv_state_dtype: dtypes of the generation cache's recurrent state and raw
         conv columns (float32 keeps decode equal to the full forward).
+      ssd_matmul_dtype: operand dtype of the chunked SSD scan's contractions (`ssd.ssd_chunked`;
+        float32 accumulation either way); float32 is exact, bfloat16 rounds as the fused Mamba
+        kernels do.
       time_step_clamp: where dt >= time_step_min is enforced: "prefill" (transformers 5.24: only
         the chunked path, not the one-token step), "always" or "never".
       remat: rematerialisation wrapped around every block: "none", "full" (save nothing),
@@ -132,6 +136,7 @@ class NemotronHConfig:
     compute_dtype: Any = jnp.float32
     ssm_state_dtype: Any = jnp.float32
     conv_state_dtype: Any = jnp.float32
+    ssd_matmul_dtype: Any = jnp.float32
     time_step_clamp: str = "prefill"
     remat: str = "none"
     attention_query_chunk: int = 512

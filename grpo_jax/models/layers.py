@@ -213,7 +213,8 @@ class Mamba2Mixer(nnx.Module):
         C_BTGN, c_window = causal_conv_silu(history[2], C_BTGN, self.conv_c[...],
                                             _value(self.conv_c_bias))
 
-        # SSM, float32: the recurrent step for one cached token, else the chunked scan.
+        # SSM, float32 (the chunked scan's contraction operands in ssd_matmul_dtype): the recurrent
+        # step for one cached token, else the chunked scan.
         recurrent = cache is not None and t == 1
         dt_BTH = self._time_step(dt_BTH, recurrent)
         if cache is not None:
@@ -244,7 +245,8 @@ class Mamba2Mixer(nnx.Module):
         else:
             state_BGHPN = None if cache is None else cache.ssm.reshape(b, g, hg, p, -1)
             y_BTGHP, state_BGHPN = ssd.ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN,
-                                                   c.chunk_size, state_BGHPN)
+                                                   c.chunk_size, state_BGHPN,
+                                                   matmul_dtype=c.ssd_matmul_dtype)
         y_BTGHP = y_BTGHP + self.D[...].astype(_F32).reshape(g, hg)[..., None] * x_BTGHP
 
         # Gated norm and out_proj (row-parallel over heads).

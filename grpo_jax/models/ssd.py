@@ -20,6 +20,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from grpo_jax.models.precision import einsum_f32
+
 _F32 = jnp.float32
 
 
@@ -38,12 +40,23 @@ def segsum(a_XQ: jnp.ndarray) -> jnp.ndarray:
 
 
 def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
-                initial_state_BGHPN=None):
+                initial_state_BGHPN=None, matmul_dtype=_F32):
     """Runs the SSM over whole sequences. Returns (y_BTGHP float32, final_state_BGHPN float32).
 
     Steps with dt = 0 leave the state unchanged, so right padding with dt = 0 yields each row's
     state at its last real token.
+
+    `matmul_dtype`: the operands of the three contractions over a chunk's positions or state
+    (C·B, the decay-weighted C·B against the inputs, the chunk states, the read-out of the
+    entering states). bfloat16 rounds them as the fused Mamba kernels do (float32 products,
+    accumulation and everything else: decays, the carry between chunks, the states); float32
+    (the default) is the exact reference.
     """
+    if jnp.dtype(matmul_dtype) == jnp.dtype(_F32):
+        contract = jnp.einsum
+    else:
+        def contract(subscripts, a, b):
+            return einsum_f32(subscripts, a.astype(matmul_dtype), b.astype(matmul_dtype))
     b, t, g, h, p = x_BTGHP.shape
     n = B_BTGN.shape[-1]
     q = chunk_size
@@ -66,15 +79,15 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
 
     # 1. Within each chunk: a causal, decay-weighted "attention" of C against B.
     decay_BGHCLS = jnp.exp(segsum(a_BGHCQ))
-    CB_BGCLS = jnp.einsum("bclgn,bcsgn->bgcls", C_BCQGN, B_BCQGN)
-    y_diag_BCLGHP = jnp.einsum("bghcls,bcsghp->bclghp", CB_BGCLS[:, :, None] * decay_BGHCLS,
-                               X_BCQGHP)
+    CB_BGCLS = contract("bclgn,bcsgn->bgcls", C_BCQGN, B_BCQGN)
+    y_diag_BCLGHP = contract("bghcls,bcsghp->bclghp", CB_BGCLS[:, :, None] * decay_BGHCLS,
+                             X_BCQGHP)
 
     # 2. The state each chunk produces on its own: inputs decayed to the chunk's end. The last row
     # of the segsum decay is exactly exp(a[s+1] + ... + a[Q-1]).
     decay_to_end_BCLGH = jnp.transpose(decay_BGHCLS[..., -1, :], (0, 3, 4, 1, 2))
-    chunk_states_BCGHPN = jnp.einsum("bclgn,bclghp->bcghpn", B_BCQGN,
-                                     X_BCQGHP * decay_to_end_BCLGH[..., None])
+    chunk_states_BCGHPN = contract("bclgn,bclghp->bcghpn", B_BCQGN,
+                                   X_BCQGHP * decay_to_end_BCLGH[..., None])
 
     # 3. Between chunks: carry the states across chunk boundaries, starting from the initial state.
     if initial_state_BGHPN is None:
@@ -88,7 +101,7 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
 
     # 4. Each chunk's entering state read out by C, decayed to the position in the chunk.
     decay_from_start_BCLGH = jnp.transpose(jnp.exp(a_cumsum_BGHCQ), (0, 3, 4, 1, 2))
-    y_off_BCLGHP = (jnp.einsum("bclgn,bcghpn->bclghp", C_BCQGN, entering_BCGHPN)
+    y_off_BCLGHP = (contract("bclgn,bcghpn->bclghp", C_BCQGN, entering_BCGHPN)
                     * decay_from_start_BCLGH[..., None])
 
     y_BTGHP = (y_diag_BCLGHP + y_off_BCLGHP).reshape(b, c * q, g, h, p)[:, :t]

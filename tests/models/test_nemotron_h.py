@@ -35,6 +35,15 @@ def test_bfloat16_compute_keeps_float32_weights_and_logits(hf_tiny, tiny_runner)
     assert relative_error(logits, tiny_runner.full(ids)) < 3e-2
 
 
+def test_bfloat16_ssd_operands_reach_the_scan_and_stay_near_float32(hf_tiny, tiny_runner):
+    ids = np.random.default_rng(1).integers(0, 100, (2, 19))
+    runner = Runner(load_hf_model(hf_tiny[1], ssd_matmul_dtype=jnp.bfloat16))
+    logits, reference = runner.full(ids), tiny_runner.full(ids)
+    assert logits.dtype == np.float32
+    # Only the SSD's contraction operands are rounded: a small change, but a change.
+    assert 0 < relative_error(logits, reference) < 1e-3
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _grads(graphdef, state, ids):
     def loss(state):

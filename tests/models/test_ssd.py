@@ -1,5 +1,6 @@
 """The chunked SSD scan and the one-token step against a float64 sequential recurrence."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -44,6 +45,33 @@ def test_chunked_scan_matches_sequential_recurrence(chunk_size, with_initial_sta
     scale_y, scale_h = np.abs(y_ref).max(), np.abs(h_ref).max()
     assert np.abs(np.asarray(y) - y_ref).max() / scale_y < 2e-6
     assert np.abs(np.asarray(h) - h_ref).max() / scale_h < 2e-6
+
+
+def test_bfloat16_contractions_round_like_bfloat16_and_keep_float32_gradients():
+    """matmul_dtype=bfloat16 rounds only the contraction operands: outputs and gradients stay
+    float32 and near the float32 scan (errors of bfloat16's 8-bit mantissa, not more), and it
+    does round (otherwise the option would be a no-op)."""
+    rng = np.random.default_rng(7)
+    x, dt, A, B, C, h0 = (np.float32(v) for v in _random_inputs(rng, length=37))
+    y_ref, h_ref = _sequential(x, dt, A, B, C, h0)
+    scan = jax.jit(ssd.ssd_chunked, static_argnums=(5, 7))
+    y16, h16 = scan(x, dt, A, B, C, 8, h0, jnp.bfloat16)
+    y32, h32 = scan(x, dt, A, B, C, 8, h0, jnp.float32)
+    assert y16.dtype == h16.dtype == jnp.float32
+    for got16, got32, ref in ((y16, y32, y_ref), (h16, h32, h_ref)):
+        error16 = np.abs(np.asarray(got16) - ref).max() / np.abs(ref).max()
+        error32 = np.abs(np.asarray(got32) - ref).max() / np.abs(ref).max()
+        assert 1e-4 < error16 < 1e-2 and error32 < 2e-6, (error16, error32)
+
+    def loss(x, dt, B, C, matmul_dtype):
+        y, h = ssd.ssd_chunked(x, dt, A, B, C, 8, h0, matmul_dtype)
+        return jnp.sum(y * np.float32(y_ref)) + jnp.sum(h * np.float32(h_ref))
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)
+    for g16, g32 in zip(grad(x, dt, B, C, jnp.bfloat16), grad(x, dt, B, C, jnp.float32)):
+        assert g16.dtype == jnp.float32
+        relative = np.abs(np.asarray(g16) - np.asarray(g32)).max() / np.abs(np.asarray(g32)).max()
+        assert relative < 1.5e-2, relative
 
 
 def test_step_matches_sequential_recurrence():

@@ -25,6 +25,7 @@ INVALID = [
     ({"model.tokenizer_path": "/nonexistent/tok"}, "config.model.tokenizer_path='/nonexistent/tok'"),
     ({"model.precision": "fp8"}, "config.model.precision='fp8'"),
     ({"model.param_dtype": "int8"}, "config.model.param_dtype='int8'"),
+    ({"model.ssd_matmul_dtype": "fp8"}, "config.model.ssd_matmul_dtype='fp8'"),
     ({"model.remat": "some"}, "config.model.remat='some'"),
     ({"model.time_step_clamp": "sometimes"}, "config.model.time_step_clamp='sometimes'"),
     ({"model.max_total_sequence_length": 0}, "config.model.max_total_sequence_length=0"),
