@@ -4,6 +4,12 @@
     python benchmarks/gpu_h100.py --smoke         # tiny sizes on CPU, < 2 minutes: proves the script
     OUT=/some/dir python benchmarks/gpu_h100.py   # also writes $OUT/gpu_h100.json (after every section)
 
+The next lent GPU should time what no GPU has run yet (the rest was measured on 2026-11-27,
+docs/performance.md), in ~6 minutes of the 450 s budget:
+
+    python benchmarks/gpu_h100.py --sections ceilings,decode_16,decode_64,decode_16_deferred,\
+        decode_64_deferred,train,train_cudnn,train_blocks --train-blocks mamba,mamba_bf16_ssd,ssd,ssd_bf16
+
 Imports only jax, flax, optax, numpy and grpo_jax modules built on those (no torch, transformers,
 safetensors, orbax). Sections, in order (each prints as it finishes; a table closes the run):
 
@@ -165,7 +171,8 @@ SMOKE = Sizes(
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
               "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
               "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
-              "train_cudnn": 45, "train_blocks": 225}
+              "train_cudnn": 45, "train_blocks": None}  # set in main: rows asked for x per row
+TRAIN_BLOCK_ROW_S = 35
 OPTIONAL = {"decode_16_fused_in_proj", "decode_model_16", "prefill", "decode_256",
             "train_cudnn", "train_blocks"}
 
@@ -781,6 +788,7 @@ def main(args) -> dict:
     guard = Guard(budget, scale=0.12 if args.smoke else 1.0)
     wanted = list(SECTIONS) if not args.sections else [
         s for s in SECTIONS if s in args.sections.split(",")]
+    ESTIMATE_S["train_blocks"] = TRAIN_BLOCK_ROW_S * len(args.train_blocks.split(","))
     compile_log.install()
     results = {"machine": machine_line(), "mode": "smoke" if args.smoke else "full",
                "budget_s": budget, "errors": {}}
