@@ -7,7 +7,9 @@ checkpoint). Per shape (batch x length), three paths:
 
 * forward: the whole-sequence forward to float32 logits (training / prefill);
 * forward + backward: mean next-token cross-entropy and the gradient of every parameter
-  (transformers: `model(ids, labels=ids).loss.backward()`, the same loss);
+  (transformers: `model(ids, labels=ids).loss.backward()`, the same loss), compiled with the
+  XLA options the trainer's update uses for micro-batches of that many rows
+  (`xla_options.update_compiler_options`);
 * decode step: one cached token per row after a prompt of `length` tokens.
 
 Times are medians of --runs calls after a warm-up call (which includes our compilation, reported
@@ -33,6 +35,7 @@ import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from grpo_jax.models import load_hf_model  # noqa: E402
+from grpo_jax.xla_options import update_compiler_options  # noqa: E402
 
 
 def next_token_loss(logits_BTV, ids_BT):
@@ -47,7 +50,8 @@ def compare_shape(hf, model, batch: int, length: int, runs: int) -> list[list]:
 
     forward = jax.jit(lambda state, ids: nnx.merge(graphdef, state)(ids))
     value_and_grad = jax.jit(jax.value_and_grad(
-        lambda state, ids: next_token_loss(nnx.merge(graphdef, state)(ids), ids)))
+        lambda state, ids: next_token_loss(nnx.merge(graphdef, state)(ids), ids)),
+        compiler_options=update_compiler_options(jax.default_backend(), batch))
 
     @jax.jit
     def decode_step(state, cache, token_B1):

@@ -53,7 +53,8 @@ from flax import nnx  # noqa: E402
 
 from grpo_jax import compile_log  # noqa: E402
 from grpo_jax.models import load_hf_model  # noqa: E402
-from grpo_jax.sampling import Sampler, SamplerConfig, decode_compiler_options, generate  # noqa: E402
+from grpo_jax.sampling import Sampler, SamplerConfig, generate  # noqa: E402
+from grpo_jax.xla_options import decode_compiler_options  # noqa: E402
 
 
 def main():

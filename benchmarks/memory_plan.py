@@ -107,7 +107,7 @@ def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "no
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         learner, state, batch = abstract_step(config, mesh, seq, micro_batch)
-        compiled = learner._update.lower(state, batch).compile()
+        compiled = learner.update_function(batch).lower(state, batch).compile()
     m = compiled.memory_analysis()
     return dict(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
                 alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import math
 from typing import Sequence
 
@@ -33,8 +32,7 @@ from flax import nnx
 from grpo_jax import compile_log
 from grpo_jax.distributed import host_array
 from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
-
-logger = logging.getLogger(__name__)
+from grpo_jax.xla_options import decode_compiler_options
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -292,35 +290,6 @@ def _gather_program(state: SamplerState, index_B, row_ids_B, seed):
 
 
 # ----------------------------------------------------------------------------- the sampler
-
-# XLA:CPU options for the decode program. Measured on the CPU sampler benchmark (batch 16, hidden
-# 256; docs/performance.md): YNNPACK's fused reductions and dots, and the tree-reduction rewrite
-# (which splits every reduction over more than 32 elements into a reduce-window and a reduce, so
-# the product feeding it, e.g. the SSM readout state * C, is written out instead of fused), cost
-# ~20% of a decode step. Prefill measured the same with and without them, so only decode gets them.
-CPU_DECODE_COMPILER_OPTIONS = {
-    "xla_cpu_experimental_ynn_fusion_type": "",
-    "xla_disable_hlo_passes": "tree_reduction_rewriter",
-}
-
-
-@functools.lru_cache(maxsize=None)
-def decode_compiler_options(backend: str) -> dict[str, str] | None:
-    """The XLA options the decode program compiles with on `backend` (None: XLA's defaults).
-
-    An XLA that no longer knows an option (they are experimental) gets its defaults and a warning
-    instead of a failed compile."""
-    if backend != "cpu":
-        return None
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=CPU_DECODE_COMPILER_OPTIONS).lower(
-            np.float32(0)).compile()
-    except Exception as error:  # noqa: BLE001 - any rejection means: compile with the defaults
-        logger.warning("this XLA rejects the CPU decode options %s (%s); decoding compiles with "
-                       "the defaults", CPU_DECODE_COMPILER_OPTIONS, error)
-        return None
-    return dict(CPU_DECODE_COMPILER_OPTIONS)
-
 
 def _next_power_of_two(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()

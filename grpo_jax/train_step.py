@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from grpo_jax import grpo
+from grpo_jax import grpo, xla_options
 
 PyTree = Any
 
@@ -135,8 +135,10 @@ class Learner:
             self._logprobs_program,
             in_shardings=None if in_state is None else (in_state.params, batch_in),
             out_shardings=None if in_state is None else (batch_in, batch_in))
-        self._update = jax.jit(
-            self._update_program, donate_argnums=(0,),
+        # One jitted update per set of compiler options (`xla_options.update_compiler_options`
+        # depends on the micro-batch size), made on first use.
+        self._update_jits = {}
+        self._update_shardings = dict(
             in_shardings=None if in_state is None else (in_state, None),
             out_shardings=None if in_state is None else (in_state, None))
 
@@ -225,4 +227,15 @@ class Learner:
         loss_mask (M, b, K); for GRPO also advantages (M, b) and old_logprobs (M, b, K), optionally
         sampler_logprobs and reference_logprobs (M, b, K), all at `positions`.
         """
-        return self._update(state, batch)
+        return self.update_function(batch)(state, batch)
+
+    def update_function(self, batch) -> jax.stages.Wrapped:
+        """The jitted update for a batch of this micro-batch size (`update` calls it; `lower` it
+        to inspect the compiled program)."""
+        options = xla_options.update_compiler_options(jax.default_backend(),
+                                                      int(np.shape(batch["tokens"])[1]))
+        key = tuple(sorted(options.items())) if options else ()
+        if key not in self._update_jits:
+            self._update_jits[key] = jax.jit(self._update_program, donate_argnums=(0,),
+                                             compiler_options=options, **self._update_shardings)
+        return self._update_jits[key]

@@ -13,8 +13,8 @@ from grpo_jax import compile_log
 from grpo_jax.models import NemotronHConfig, load_hf_model
 from grpo_jax.models.nemotron_h import create_model
 from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, argmax_last,
-                               decode_compiler_options, draw_uniforms, generate, inverse_cdf,
-                               sample_tokens)
+                               draw_uniforms, generate, inverse_cdf, sample_tokens)
+from grpo_jax.xla_options import decode_compiler_options
 from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
 
 PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
@@ -222,21 +222,6 @@ def test_repeated_prompts_share_a_prefill_and_sample_as_without_it(exact_model, 
     np.testing.assert_allclose(np.concatenate(shared.logprobs),
                                np.concatenate(each.logprobs[:len(prompts)]), atol=1e-5, rtol=0)
     assert len(set(map(tuple, shared.tokens[2:4]))) == 2     # copies still draw their own samples
-
-
-def test_decode_compiler_options_on_cpu_and_fallback(monkeypatch, caplog):
-    from grpo_jax import sampling
-
-    assert sampling.decode_compiler_options("gpu") is None
-    assert sampling.decode_compiler_options("cpu") == sampling.CPU_DECODE_COMPILER_OPTIONS
-    sampling.decode_compiler_options.cache_clear()
-    monkeypatch.setattr(sampling, "CPU_DECODE_COMPILER_OPTIONS", {"xla_no_such_option": "1"})
-    try:
-        with caplog.at_level("WARNING"):
-            assert sampling.decode_compiler_options("cpu") is None
-        assert "xla_no_such_option" in caplog.text
-    finally:
-        sampling.decode_compiler_options.cache_clear()
 
 
 def _chi_square_critical(dof: int, z: float = 3.09) -> float:

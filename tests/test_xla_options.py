@@ -1,0 +1,29 @@
+"""Which programs get which XLA:CPU options, and the fallback when XLA rejects them."""
+import logging
+
+import pytest
+
+from grpo_jax import xla_options
+
+
+def test_options_by_backend_and_program():
+    assert xla_options.decode_compiler_options("gpu") is None
+    assert xla_options.decode_compiler_options("cpu") == xla_options.CPU_DECODE_COMPILER_OPTIONS
+    # Only single-row micro-batches on CPU change the update program (see the module).
+    assert xla_options.update_compiler_options("cpu", 1) == (
+        xla_options.CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS)
+    assert xla_options.update_compiler_options("cpu", 2) is None
+    assert xla_options.update_compiler_options("gpu", 1) is None
+    assert xla_options.update_compiler_options("tpu", 1) is None
+
+
+@pytest.mark.parametrize("name, call", [
+    ("CPU_DECODE_COMPILER_OPTIONS", lambda: xla_options.decode_compiler_options("cpu")),
+    ("CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS", lambda: xla_options.update_compiler_options("cpu", 1)),
+])
+def test_rejected_options_fall_back_to_the_defaults_with_a_warning(monkeypatch, caplog, name, call):
+    bogus = f"xla_no_such_option_{name.lower()}"   # one per case: the check is cached per set
+    monkeypatch.setattr(xla_options, name, {bogus: "1"})
+    with caplog.at_level(logging.WARNING, logger="grpo_jax.xla_options"):
+        assert call() is None
+    assert bogus in caplog.text
