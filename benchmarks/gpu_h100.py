@@ -86,7 +86,12 @@ def _parse_args(argv=None):
     parser.add_argument("--train-remat", default="full",
                         help="remat policy of the train slice (models.config.REMAT_POLICIES or "
                              "'none'; default full)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    rows = {"mamba", "mamba_bf16_ssd", "attention", "mlp", "lm_head", "ssd", "ssd_bf16"}
+    unknown = sorted(set(args.train_blocks.split(",")) - rows)
+    if unknown:
+        parser.error(f"--train-blocks: unknown rows {unknown}; expected some of {sorted(rows)}")
+    return args
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import jax
 
 from grpo_jax import sharding
 from grpo_jax.envs.workplace.prompts import PROMPT_VARIANTS
-from grpo_jax.models.config import ATTENTION_IMPLEMENTATIONS
 from grpo_jax.envs.workplace.schemas import SCHEMA_STYLES
+from grpo_jax.models.config import ATTENTION_IMPLEMENTATIONS
 from grpo_jax.sampling import SSM_DECODE_UPDATES
 
 DTYPES = ("float32", "bfloat16", "float16")

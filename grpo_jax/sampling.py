@@ -193,7 +193,7 @@ def argmax_last(x_BV):
     is one), as int32, computed as plain reductions: the maximum, then the first index holding it.
 
     XLA:CPU lowers argmax to a reduction over (value, index) pairs that it does not vectorise:
-    146 us per (16, 4,096) argmax on the CPU benchmark box, against 7 us for this form, and a
+    146 us per (16, 4,096) argmax on the CPU benchmark box, against 8 us for this form, and a
     decode step takes two of them in ~2 ms (docs/performance.md).
     """
     vocab = x_BV.shape[-1]

@@ -46,7 +46,7 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     Steps with dt = 0 leave the state unchanged, so right padding with dt = 0 yields each row's
     state at its last real token.
 
-    `matmul_dtype`: the operands of the three contractions over a chunk's positions or state
+    `matmul_dtype`: the operands of the four contractions over a chunk's positions or state
     (C·B, the decay-weighted C·B against the inputs, the chunk states, the read-out of the
     entering states). bfloat16 rounds them as the fused Mamba kernels do (float32 products,
     accumulation and everything else: decays, the carry between chunks, the states); float32
