@@ -68,6 +68,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SECTIONS = ("ceilings", "decode_attention", "decode_16", "decode_64", "decode_16_deferred",
             "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16", "prefill",
             "decode_256", "train", "grpo", "train_cudnn", "train_blocks")
+# Rows of the train_blocks section, by their --train-blocks names.
+TRAIN_BLOCK_NAMES = ("mamba", "mamba_bf16_ssd", "attention", "mlp", "lm_head", "ssd", "ssd_bf16")
 
 
 def _parse_args(argv=None):
@@ -80,17 +82,16 @@ def _parse_args(argv=None):
                         help="comma-separated subset of: " + ",".join(SECTIONS))
     parser.add_argument("--train-layers", type=int, default=None,
                         help="blocks of the train slice (default 8, at most 22)")
-    parser.add_argument("--train-blocks",
-                        default="mamba,mamba_bf16_ssd,attention,mlp,lm_head,ssd,ssd_bf16",
-                        help="rows of the train_blocks section (default all seven)")
+    parser.add_argument("--train-blocks", default=",".join(TRAIN_BLOCK_NAMES),
+                        help="rows of the train_blocks section (default all of them)")
     parser.add_argument("--train-remat", default="full",
                         help="remat policy of the train slice (models.config.REMAT_POLICIES or "
                              "'none'; default full)")
     args = parser.parse_args(argv)
-    rows = {"mamba", "mamba_bf16_ssd", "attention", "mlp", "lm_head", "ssd", "ssd_bf16"}
-    unknown = sorted(set(args.train_blocks.split(",")) - rows)
+    unknown = sorted(set(args.train_blocks.split(",")) - set(TRAIN_BLOCK_NAMES))
     if unknown:
-        parser.error(f"--train-blocks: unknown rows {unknown}; expected some of {sorted(rows)}")
+        parser.error(f"--train-blocks: unknown rows {unknown}; expected some of "
+                     f"{list(TRAIN_BLOCK_NAMES)}")
     return args
 
 
@@ -551,11 +552,6 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
           f"(first update incl. compile {first_s:.1f} s)", flush=True)
 
 
-# Rows of the train_blocks section by their --train-blocks names.
-TRAIN_BLOCK_ROWS = {"mamba": "mamba", "mamba, bf16 SSD operands": "mamba_bf16_ssd",
-                    "attention": "attention", "mlp": "mlp"}
-
-
 def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
     """Where the train step's time goes: forward and forward + backward of ONE block of each type
     at 9B widths (bf16 parameters and compute, no remat) on the train micro-batch, of the lm_head
@@ -585,11 +581,12 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
 
     wanted = set(wanted.split(","))
     bf16_ssd = config.replace(ssd_matmul_dtype=jnp.bfloat16)
-    for name, layer_type, block_config in (("mamba", "mamba", config),
-                                           ("mamba, bf16 SSD operands", "mamba", bf16_ssd),
-                                           ("attention", "attention", config),
-                                           ("mlp", "mlp", config)):
-        if TRAIN_BLOCK_ROWS[name] not in wanted:
+    for row, name, layer_type, block_config in (
+            ("mamba", "mamba", "mamba", config),
+            ("mamba_bf16_ssd", "mamba, bf16 SSD operands", "mamba", bf16_ssd),
+            ("attention", "attention", "attention", config),
+            ("mlp", "mlp", "mlp", config)):
+        if row not in wanted:
             continue
         graphdef, params = nnx.split(Block(block_config, layer_type, rngs=nnx.Rngs(0)))
         n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params) if v.ndim >= 2
