@@ -23,6 +23,9 @@ toy stack: the same scratch bytes with and without jax.checkpoint). So "none" ro
 
 The CPU compiler's buffer assignment and fusion are not the GPU's (it may, e.g., keep float32
 copies of bf16 operands), so these are estimates of what an 80 GB H100 needs, not measurements.
+Every probe compiles with XLA's own fusions only (`xla_options.CPU_XLA_FUSIONS_ONLY`), whatever
+the micro-batch size: XLA:CPU's default YNNPACK library fusions, which a GPU never runs, nearly
+doubled the temporaries (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from grpo_jax import optim, sharding  # noqa: E402
+from grpo_jax import optim, sharding, xla_options  # noqa: E402
 from grpo_jax.models.config import NemotronHConfig  # noqa: E402
 from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
 from grpo_jax.train_step import LossConfig, Learner, TrainState  # noqa: E402
@@ -107,7 +110,8 @@ def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "no
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         learner, state, batch = abstract_step(config, mesh, seq, micro_batch)
-        compiled = learner.update_function(batch).lower(state, batch).compile()
+        options = xla_options.memory_plan_compiler_options(jax.default_backend())
+        compiled = learner.update_function(batch, options).lower(state, batch).compile()
     m = compiled.memory_analysis()
     return dict(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
                 alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,
@@ -177,7 +181,8 @@ def main():
     print(machine_line())
     print(f"9B train step (Learner.update: fwd + bwd + AdamW, fp32 master + moments, bf16 compute),"
           f" {MICRO_BATCHES} micro-batches of {args.micro_batch} sequence(s) per data shard; "
-          f"per-device bytes on 8 fake CPU devices, extrapolated per block to {counts}\n")
+          f"per-device bytes on 8 fake CPU devices, extrapolated per block to {counts}; compiler "
+          f"options {xla_options.memory_plan_compiler_options(jax.default_backend())}\n")
     print(f"XLA CPU and remat (toy stack, d=256, f=1024, T=1024): {cpu_remat_toy()}\n")
     headers = ["layout", "seq", "remat", "argument GiB", "output GiB", "alias GiB", "temp GiB",
                "peak GiB", "fits 80 GB", "how"]

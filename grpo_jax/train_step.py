@@ -229,11 +229,16 @@ class Learner:
         """
         return self.update_function(batch)(state, batch)
 
-    def update_function(self, batch) -> jax.stages.Wrapped:
+    def update_function(self, batch, compiler_options: dict[str, str] | None = None
+                        ) -> jax.stages.Wrapped:
         """The jitted update for a batch of this micro-batch size (`update` calls it; `lower` it
-        to inspect the compiled program)."""
-        options = xla_options.update_compiler_options(jax.default_backend(),
-                                                      int(np.shape(batch["tokens"])[1]))
+        to inspect the compiled program). `compiler_options`: None for the ones measured fastest
+        on this backend at this micro-batch size (`xla_options`), else exactly these ({} for
+        XLA's defaults)."""
+        options = compiler_options
+        if options is None:
+            options = xla_options.update_compiler_options(jax.default_backend(),
+                                                          int(np.shape(batch["tokens"])[1]))
         key = tuple(sorted(options.items())) if options else ()
         if key not in self._update_jits:
             self._update_jits[key] = jax.jit(self._update_program, donate_argnums=(0,),

@@ -36,6 +36,15 @@ CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS = {
 }
 
 
+# XLA's own fusions only, no YNNPACK library fusions: what the compile-only memory plan of the 9B
+# step (benchmarks/memory_plan.py) compiles with, since a GPU compiles XLA fusions too. At XLA:CPU's
+# defaults YNNPACK's fusions raised that plan's temporaries (tensor 8, sequence 8192, no remat)
+# from 45.7 to 83.2 GiB per device; the trainer's one-row option set gave 45.5.
+CPU_XLA_FUSIONS_ONLY = {
+    "xla_cpu_experimental_ynn_fusion_type": "",
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _supported(options: tuple[tuple[str, str], ...]) -> bool:
     try:
@@ -62,3 +71,8 @@ def update_compiler_options(backend: str, micro_batch_size: int) -> dict[str, st
     if backend != "cpu" or micro_batch_size != 1:
         return None
     return _if_supported(CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS)
+
+
+def memory_plan_compiler_options(backend: str) -> dict[str, str]:
+    """The options of the memory plan's compiles on `backend` ({}: XLA's defaults)."""
+    return (_if_supported(CPU_XLA_FUSIONS_ONLY) if backend == "cpu" else None) or {}

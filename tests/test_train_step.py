@@ -73,3 +73,21 @@ def test_micro_batch_split_does_not_change_the_update(model_and_batch, sft):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params))]
     assert any(changed)
+
+
+def test_explicit_compiler_options_compile_a_program_of_their_own(model_and_batch):
+    """`update_function(batch, options)` (the memory plan's way in) compiles with exactly those
+    options beside the default program, and computes the same update."""
+    graphdef, params, tokens, mask = model_and_batch
+    learner = Learner(graphdef, optax.sgd(1.0), LossConfig(logprob_chunk=8, sft=True))
+    batch = make_update_batch(tokens, mask, 1, position_multiple=8)
+    state = learner.init_state(params)
+    explicit = {"xla_cpu_experimental_ynn_fusion_type": ""} if jax.default_backend() == "cpu" else {}
+    updates = [jax.tree.map(np.asarray, function(jax.tree.map(jnp.copy, state), batch)[0].params)
+               for function in (learner.update_function(batch),
+                                learner.update_function(batch, explicit))]
+    default = xla_options.update_compiler_options(jax.default_backend(), 1) or {}
+    assert learner._update_jits.keys() == {tuple(sorted(default.items())),
+                                           tuple(sorted(explicit.items()))}
+    for a, b in zip(*map(jax.tree.leaves, updates)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
