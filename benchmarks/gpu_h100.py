@@ -5,10 +5,12 @@
     OUT=/some/dir python benchmarks/gpu_h100.py   # also writes $OUT/gpu_h100.json (after every section)
 
 The next lent GPU should time what no GPU has run yet (the rest was measured on 2026-11-27,
-docs/performance.md), in ~6 minutes of the 450 s budget:
+docs/performance.md) and profile the two programs that miss their targets, in ~6.5 minutes of
+the 450 s budget:
 
-    python benchmarks/gpu_h100.py --sections ceilings,decode_16,decode_64,decode_16_deferred,\
-        decode_64_deferred,train,train_cudnn,train_blocks --train-blocks mamba,mamba_bf16_ssd,ssd,ssd_bf16
+    OUT=$OUT python benchmarks/gpu_h100.py --sections ceilings,decode_16,decode_64,\
+        decode_16_deferred,decode_64_deferred,profile_decode_64,train,profile_train,train_cudnn,\
+        train_blocks --train-blocks mamba,mamba_bf16_ssd
 
 Imports only jax, flax, optax, numpy and grpo_jax modules built on those (no torch, transformers,
 safetensors, orbax). Sections, in order (each prints as it finishes; a table closes the run):
@@ -29,10 +31,14 @@ safetensors, orbax). Sections, in order (each prints as it finishes; a table clo
    states and writes none), same roofline denominator; decode_16_fused_in_proj (if time is
    left): the same loop with one in_proj matmul per Mamba block (`layers.in_proj_formulation`);
    decode_model_16: the floor under that loop, a scan of bare one-token forwards at batch 16;
+   profile_decode_64: one chunk of the batch-64 loop under jax.profiler: device milliseconds per
+   step by op category (matmul, reduce, copy / transpose, ...) and the top ops, read back with
+   jax.profiler.ProfileData (benchmarks/_profile.py); the trace goes to $OUT;
 4. prefill: one 4k and one 16k prompt (batch 1) through `Sampler.prefill` (4k-token pieces);
 5. train: Learner.update (forward, backward, AdamW; fp32 master weights and moments, bf16
    compute, full remat) of an 8-block slice of the 9B (9B widths, real block order, with
    embedding and lm_head) at sequence 4096; MFU = (6 N T + attention) / time / measured matmul rate;
+   profile_train: one more update of it under the profiler, summarised like profile_decode_64;
 6. grpo: one GRPO step on the same model: rollout (cast to bf16, prefill P prompts, G copies,
    decode), log-prob recomputation (Learner.logprobs), update; synthetic rewards;
 7. train_cudnn (only if time is left): the train step with cuDNN flash attention
@@ -66,8 +72,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Every section, in the order a run takes them.
 SECTIONS = ("ceilings", "decode_attention", "decode_16", "decode_64", "decode_16_deferred",
-            "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16", "prefill",
-            "decode_256", "train", "grpo", "train_cudnn", "train_blocks")
+            "decode_64_deferred", "decode_16_fused_in_proj", "decode_model_16",
+            "profile_decode_64", "prefill", "decode_256", "train", "profile_train", "grpo",
+            "train_cudnn", "train_blocks")
 # Rows of the train_blocks section, by their --train-blocks names.
 TRAIN_BLOCK_NAMES = ("mamba", "mamba_bf16_ssd", "attention", "mlp", "lm_head", "ssd", "ssd_bf16")
 
@@ -106,6 +113,7 @@ if __name__ == "__main__":
 
 sys.path.insert(0, HERE)
 from _common import REPO_ROOT, block, machine_line, table  # noqa: E402,F401
+from _profile import profile_ops, summarize  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -177,10 +185,11 @@ SMOKE = Sizes(
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
               "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
               "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 80, "grpo": 40,
-              "train_cudnn": 45, "train_blocks": None}  # set in main: rows asked for x per row
+              "train_cudnn": 45, "train_blocks": None,  # set in main: rows asked for x per row
+              "profile_decode_64": 25, "profile_train": 40}
 TRAIN_BLOCK_ROW_S = 35
 OPTIONAL = {"decode_16_fused_in_proj", "decode_model_16", "prefill", "decode_256",
-            "train_cudnn", "train_blocks"}
+            "train_cudnn", "train_blocks", "profile_decode_64", "profile_train"}
 
 
 class SectionTimeout(Exception):
@@ -355,14 +364,19 @@ def decode_sampler(sizes: Sizes, nine_b: dict, ssm_update: str, in_proj: str) ->
     return nine_b[key]
 
 
+def decode_state(sizes: Sizes, sampler: Sampler, params, batch: int):
+    """Sampler state of `batch` rows whose caches hold the synthetic `decode_context` tokens."""
+    state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
+    return state.replace(cache=state.cache.replace(
+        lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32)))
+
+
 def section_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str,
                    ssm_update: str = "per_step", in_proj: str = "auto"):
     config, params = nine_b["config"], nine_b["params"]
     sampler = decode_sampler(sizes, nine_b, ssm_update, in_proj)
     stop_ids = [config.vocab_size]  # a real stop check that never fires: every step runs
-    state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
-    state = state.replace(cache=state.cache.replace(
-        lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32)))
+    state = decode_state(sizes, sampler, params, batch)
     with layers.use_in_proj_formulation(in_proj):
         variant = f"{ssm_update}, in_proj {layers.in_proj_formulation()}"
         start = time.perf_counter()
@@ -399,9 +413,7 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
     checks (the cache donated). Full loop / this = what the loop's bookkeeping costs."""
     config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
     sampler = decode_sampler(sizes, nine_b, "per_step", "auto")
-    state = sampler.init_state(params, batch, sizes.decode_cache, seed=0)
-    cache = state.cache.replace(lengths_B=jnp.full((batch,), sizes.decode_context, jnp.int32))
-    del state
+    cache = decode_state(sizes, sampler, params, batch).cache
     longest = sizes.decode_context + sizes.decode_chunk + sizes.decode_steps
     attend = sampler.attend_bucket(longest, cache.max_len)
 
@@ -441,6 +453,67 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
           + ("" if full_loop is None else
              f"; full loop / model only {full_loop / (step_s * 1e3):.2f}")
           + f" (first chunk incl. compile {first_s:.1f} s)", flush=True)
+
+
+def print_profile(key: str, what: str, summary: dict, wall_ms: float):
+    print(f"[{key}] {what}: {wall_ms:.2f} ms wall, {summary['device_ms']:.2f} ms of device "
+          "events; by category: " + ", ".join(
+              f"{name} {row['ms']:.2f} ms ({row['share']:.0%})"
+              for name, row in summary["categories"].items()), flush=True)
+    for row in summary["top"][:10]:
+        print(f"    {row['ms']:8.3f} ms {row['share']:4.0%}  {row['calls']:6.1f} calls  "
+              f"{row['category']:<24} {row['op']:<32} {row['kernel']}", flush=True)
+
+
+def trace_path(key: str) -> str | None:
+    out = os.environ.get("OUT")
+    return os.path.join(out, f"{key}.xplane.pb") if out else None
+
+
+def section_profile_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str,
+                           loop_key: str):
+    """Where a step of the full decode loop (`section_decode`'s, per-step SSM writes) spends its
+    device time at `batch`: one chunk, after a warm-up chunk, under the profiler; milliseconds
+    per step by op category and for the top ops (the trace is kept under $OUT)."""
+    config, params = nine_b["config"], nine_b["params"]
+    sampler = decode_sampler(sizes, nine_b, "per_step", "auto")
+    stop_ids = [config.vocab_size]
+    state = decode_state(sizes, sampler, params, batch)
+    state, _ = sampler.decode(params, state, sizes.decode_chunk, temperature=1.0,
+                              stop_ids=stop_ids)
+    wall = {}
+
+    def run():
+        start = time.perf_counter()
+        sampler.decode(params, state, sizes.decode_chunk, temperature=1.0, stop_ids=stop_ids)
+        wall["s"] = time.perf_counter() - start
+
+    summary = summarize(profile_ops(run, trace_path(key)), per=sizes.decode_chunk)
+    wall_ms = wall["s"] * 1e3 / sizes.decode_chunk
+    untraced = results.get(loop_key, {}).get("ms_per_step")
+    results[key] = dict(summary, batch=batch, wall_ms_per_step=wall_ms,
+                        untraced_ms_per_step=untraced)
+    print_profile(key, f"decode B={batch}, per step (untraced: "
+                  + ("not run" if untraced is None else f"{untraced:.2f} ms") + ")",
+                  summary, wall_ms)
+
+
+def section_profile_train(sizes: Sizes, results: dict, train: dict, key: str = "profile_train"):
+    """Where the train section's update step spends its device time: one more update (same
+    state, batch and compiled program) under the profiler, by op category and top ops."""
+    learner, batch = train["learner"], train["batch"]
+    holder = dict(state=train.pop("state_after"))
+
+    def run():
+        start = time.perf_counter()
+        holder["state"], metrics = learner.update(holder["state"], batch)
+        block(metrics)
+        holder["s"] = time.perf_counter() - start
+
+    summary = summarize(profile_ops(run, trace_path(key)), per=1)
+    train["state_after"] = holder["state"]
+    results[key] = dict(summary, wall_ms_per_step=holder["s"] * 1e3)
+    print_profile(key, "one update step", summary, holder["s"] * 1e3)
 
 
 def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
@@ -546,7 +619,7 @@ def section_train(sizes: Sizes, results: dict, train: dict, key: str = "train"):
                         mfu=mfu, first_update_s_incl_compile=first_s,
                         first_logprobs_s_incl_compile=logprobs_first_s,
                         loss=float(metrics["loss"]), update_skipped=int(metrics["update_skipped"]))
-    train["learner"], train["state_after"] = learner, state
+    train["learner"], train["state_after"], train["batch"] = learner, state, batch
     print(f"[{key}] {config.num_layers} layers '{config.layer_pattern}', {b}x{m}x{t} tokens: "
           f"{seconds:.2f} s/step, {tokens_per_step / seconds:,.0f} tok/s, MFU {mfu:.0%} "
           f"(first update incl. compile {first_s:.1f} s)", flush=True)
@@ -755,6 +828,14 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"{r['ms_per_step']:.2f} ms/step, {r['tokens_per_s']:,.0f} tok/s",
                          f"{r['fraction_of_roofline']:.0%} of {r['roofline_ms']:.2f} ms roofline",
                          target])
+    for key in ("profile_decode_64", "profile_train"):
+        if key in results:
+            r = results[key]
+            per = "step" if key == "profile_train" else "decode step"
+            top, row = next(iter(r["categories"].items()), ("-", dict(share=0.0)))
+            rows.append([f"{key} (traced)", f"{r['device_ms']:.2f} ms of device events per "
+                         f"{per}, {r['wall_ms_per_step']:.2f} ms wall",
+                         f"largest: {top} {row['share']:.0%}", ""])
     if "prefill" in results:
         for n, r in results["prefill"]["lengths"].items():
             rows.append([f"prefill {n} tokens (9B, B=1)", f"{r['tokens_per_s']:,.0f} tok/s",
@@ -852,9 +933,18 @@ def main(args) -> dict:
                         section_decode(sizes, results, nine_b,
                                        names_batches[name[:len(name) - len(suffix)]], name,
                                        ssm_update=ssm_update, in_proj=in_proj)
+                elif name == "profile_decode_64":
+                    ensure_nine_b()
+                    section_profile_decode(sizes, results, nine_b, names_batches["decode_64"],
+                                           name, "decode_64")
                 elif name == "train":
                     ensure_train()
                     section_train(sizes, results, train)
+                elif name == "profile_train":
+                    ensure_train()
+                    if "learner" not in train:
+                        section_train(sizes, results, train)
+                    section_profile_train(sizes, results, train)
                 elif name == "grpo":
                     ensure_train()
                     if "learner" not in train:
