@@ -20,6 +20,7 @@ CATEGORIES = (
     ("attention kernel (cuDNN)", re.compile(r"cudnn|fmha|flash", re.I)),
     ("matmul", re.compile(r"gemm|cublas|xmma|cutlass|nvjet|wgmma|dot", re.I)),
     ("convolution", re.compile(r"convolution|conv_", re.I)),
+    ("collective", re.compile(r"all-reduce|all-gather|reduce-scatter|all-to-all|nccl", re.I)),
     ("reduce", re.compile(r"reduce|argm", re.I)),
     ("dynamic-update-slice / scatter / gather", re.compile(r"dynamic|scatter|gather", re.I)),
     ("copy / transpose", re.compile(r"copy|transpose|concat|pad|slice", re.I)),

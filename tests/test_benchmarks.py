@@ -57,4 +57,4 @@ def test_profile_categories_of_gpu_op_and_kernel_names():
     assert category("transpose_fusion.1", "transpose_fusion_1") == "copy / transpose"
     assert category("custom-call.5", "cudnn_generated_fort_native_sdpa_sm90") == (
         "attention kernel (cuDNN)")
-    assert category("all-reduce.1", "nccl_AllReduce") == "reduce"
+    assert category("all-reduce.1", "nccl_AllReduce") == "collective"

@@ -82,7 +82,7 @@ def test_explicit_compiler_options_compile_a_program_of_their_own(model_and_batc
     learner = Learner(graphdef, optax.sgd(1.0), LossConfig(logprob_chunk=8, sft=True))
     batch = make_update_batch(tokens, mask, 1, position_multiple=8)
     state = learner.init_state(params)
-    explicit = {"xla_cpu_experimental_ynn_fusion_type": ""} if jax.default_backend() == "cpu" else {}
+    explicit = xla_options.memory_plan_compiler_options(jax.default_backend())
     updates = [jax.tree.map(np.asarray, function(jax.tree.map(jnp.copy, state), batch)[0].params)
                for function in (learner.update_function(batch),
                                 learner.update_function(batch, explicit))]
