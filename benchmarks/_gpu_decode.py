@@ -145,7 +145,6 @@ def section_decode_model_only(sizes: Sizes, results: dict, nine_b: dict, batch: 
           + f" (first chunk incl. compile {first_s:.1f} s)", flush=True)
 
 
-
 def section_profile_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int, key: str,
                            loop_key: str):
     """Where a step of the full decode loop (`section_decode`'s, per-step SSM writes) spends its
@@ -174,7 +173,6 @@ def section_profile_decode(sizes: Sizes, results: dict, nine_b: dict, batch: int
                   summary, wall_ms)
 
 
-
 def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
     config, graphdef, params = nine_b["config"], nine_b["graphdef"], nine_b["params"]
     cache_len = max(sizes.prefill_lengths)
@@ -198,7 +196,6 @@ def section_prefill(sizes: Sizes, results: dict, nine_b: dict):
               f"MFU {rows[n]['mfu']:.0%}", flush=True)
     results["prefill"] = dict(cache_len=cache_len, piece=sizes.prefill_piece,
                               first_call_s_incl_compile=compile_s, lengths=rows)
-
 
 
 def section_decode_attention(sizes: Sizes, results: dict):

@@ -40,7 +40,6 @@ def section_profile_train(sizes: Sizes, results: dict, train: dict, key: str = "
     print_profile(key, "one update step", summary, holder["s"] * 1e3)
 
 
-
 def train_setup(sizes: Sizes, layers: int | None, remat: str = "full"):
     pattern = TRAIN_PATTERN[:layers or TRAIN_LAYERS]
     if sizes is SMOKE:
