@@ -38,6 +38,16 @@ class TrainState:
     opt_state: PyTree
     skipped_updates: jax.Array   # int32 updates skipped for a non-finite loss or gradient
 
+    def shardings(self) -> TrainState:
+        """The sharding of every leaf (arrays or sharded ShapeDtypeStructs), for `Learner`."""
+        return jax.tree.map(lambda x: x.sharding, self)
+
+
+def init_train_state(optimizer: optax.GradientTransformation, params) -> TrainState:
+    """Step 0 of training `params`; under a mesh, the optimizer state is sharded like them."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                      skipped_updates=jnp.zeros((), jnp.int32))
+
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
@@ -127,24 +137,23 @@ class Learner:
     """Jitted log-prob and update functions for one model architecture and optimizer."""
 
     def __init__(self, graphdef, optimizer: optax.GradientTransformation, loss: LossConfig,
-                 *, state_shardings: TrainState | None = None, batch_sharding=None):
+                 *, state_shardings: TrainState | None = None):
+        """`state_shardings` (`TrainState.shardings()`): the update takes and returns the state
+        with exactly these and the log-probs take the parameters with theirs; None leaves them to
+        XLA's propagation (fine on one device)."""
         self.graphdef, self.optimizer, self.loss = graphdef, optimizer, loss
-        in_state = state_shardings if state_shardings is not None else None
-        batch_in = batch_sharding
         self._logprobs = jax.jit(
             self._logprobs_program,
-            in_shardings=None if in_state is None else (in_state.params, batch_in),
-            out_shardings=None if in_state is None else (batch_in, batch_in))
+            in_shardings=None if state_shardings is None else (state_shardings.params, None, None))
         # One jitted update per set of compiler options (`xla_options.update_compiler_options`
         # depends on the micro-batch size), made on first use.
         self._update_jits = {}
         self._update_shardings = dict(
-            in_shardings=None if in_state is None else (in_state, None),
-            out_shardings=None if in_state is None else (in_state, None))
+            in_shardings=None if state_shardings is None else (state_shardings, None),
+            out_shardings=None if state_shardings is None else (state_shardings, None))
 
     def init_state(self, params) -> TrainState:
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          opt_state=self.optimizer.init(params), skipped_updates=jnp.zeros((), jnp.int32))
+        return init_train_state(self.optimizer, params)
 
     # -- no-gradient forward --------------------------------------------------------------
 
@@ -195,14 +204,14 @@ class Learner:
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
-        def apply(_):
-            updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-            return optax.apply_updates(state.params, updates), opt_state
-
-        def keep(_):
-            return state.params, state.opt_state
-
-        params, opt_state = jax.lax.cond(finite, apply, keep, None)
+        # A select, not lax.cond: a cond's outputs are buffers of their own (XLA:GPU kept the new
+        # parameters, both moments and the gradients as four parameter-sized temporaries, 16.6 GiB
+        # per device for the 9B on tensor 8), where the select fuses into the AdamW arithmetic and
+        # writes straight into the donated state (docs/performance.md, memory plan).
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        keep_old = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        params = jax.tree.map(keep_old, optax.apply_updates(state.params, updates), state.params)
+        opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
         new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                                skipped_updates=state.skipped_updates + (~finite).astype(jnp.int32))
         metrics = {"loss": loss, "grad_norm": grad_norm, "update_skipped": (~finite).astype(jnp.int32),
