@@ -1,35 +1,43 @@
-"""Compile-only memory plan of the full 9B train step on 8 fake CPU devices.
+"""Compile-only memory plan of the full 9B train step on 8 devices: fake CPUs, or H100s.
 
     python benchmarks/memory_plan.py [--seqs 8192,32768] [--layouts tensor8,fsdp2xtensor4,fsdp8]
-                                     [--micro-batch 1] [--full-model-check]
+                                     [--micro-batch 1] [--full-model-check] [--target cpu|h100]
 
 The step is `Learner.update` (forward, backward, AdamW; fp32 master weights, fp32 Adam moments,
-bf16 compute; M = 2 micro-batches of `micro-batch` sequences per data-parallel shard), lowered with
-abstract arguments only (jax.ShapeDtypeStruct with NamedShardings, nnx.eval_shape): nothing is
-allocated. Per-device bytes come from `compiled.memory_analysis()`.
+bf16 compute; M = 2 micro-batches of `micro-batch` sequences per data-parallel shard), with the
+trainer's explicit state shardings, lowered with abstract arguments only (jax.ShapeDtypeStruct
+with NamedShardings, nnx.eval_shape): nothing is allocated. Per-device bytes come from
+`compiled.memory_analysis()`.
 
-Per block, not the 56-layer model (compiling that on 2 CPU cores is slow; `--full-model-check`
-compiles it once to check the extrapolation): models with the 9B widths and the blocks {M, -, *}
-once each, plus one extra block of each type, give a base and a per-block cost of each type,
-extrapolated to the 9B's 27 Mamba, 25 MLP and 4 attention blocks (parameters, optimizer state,
-gradients and saved activations are all linear in the blocks of each type).
+--target h100 (needs jax's CUDA plugin, no GPU: `_deviceless.py`): XLA:GPU compiles the whole
+56-layer step for 8 compile-only H100s, every row a compiled number (remat included: the GPU
+compiler keeps it); 58-75 s per row on 2 CPU cores, ~14 minutes for the 12 rows. Its own
+rematerialisation pass may recompute more to fit the device's memory, and says so on stderr when
+it cannot. These are the numbers to plan with; the CPU ones are estimates.
 
-remat: the XLA CPU compiler undoes rematerialisation (its compiled programs keep no optimisation
-barrier, and the recomputation is merged with the forward pass; the run starts by showing it on a
-toy stack: the same scratch bytes with and without jax.checkpoint). So "none" rows are compiled numbers, and
-"full" rows are ESTIMATES: the compiled sequence-independent part (the same probes at sequence
-256) + every block's saved input (b x T x hidden bf16) + the largest one-block activation set
-(a one-block model at T minus the same at 256, forward and backward with nothing rematerialised).
+--target cpu (default): per block, not the 56-layer model (compiling that on 2 CPU cores is slow;
+`--full-model-check` compiles it once to check the extrapolation): models with the 9B widths and
+the blocks {M, -, *} once each, plus one extra block of each type, give a base and a per-block
+cost of each type, extrapolated to the 9B's 27 Mamba, 25 MLP and 4 attention blocks (parameters,
+optimizer state, gradients and saved activations are all linear in the blocks of each type).
 
-The CPU compiler's buffer assignment and fusion are not the GPU's (it may, e.g., keep float32
-copies of bf16 operands), so these are estimates of what an 80 GB H100 needs, not measurements.
-Every probe compiles with XLA's own fusions only (`xla_options.CPU_XLA_FUSIONS_ONLY`), whatever
-the micro-batch size: XLA:CPU's default YNNPACK library fusions, which a GPU never runs, nearly
-doubled the temporaries (docs/performance.md).
+remat on the CPU: the XLA CPU compiler undoes rematerialisation (its compiled programs keep no
+optimisation barrier, and the recomputation is merged with the forward pass; the run starts by
+showing it on a toy stack: the same scratch bytes with and without jax.checkpoint). So "none"
+rows are compiled numbers, and "full" rows are ESTIMATES: the compiled sequence-independent part
+(the same probes at sequence 256) + every block's saved input (b x T x hidden bf16) + the largest
+one-block activation set (a one-block model at T minus the same at 256, forward and backward with
+nothing rematerialised).
+
+The CPU compiler's buffer assignment and fusion are not the GPU's (docs/performance.md compares
+the two). Every CPU probe compiles with XLA's own fusions only (`xla_options.CPU_XLA_FUSIONS_ONLY`),
+whatever the micro-batch size: XLA:CPU's default YNNPACK library fusions, which a GPU never runs,
+nearly doubled the temporaries.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -41,14 +49,15 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import machine_line, table  # noqa: E402
+from _deviceless import h100_devices  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from grpo_jax import optim, sharding, xla_options  # noqa: E402
+from grpo_jax.models import layers  # noqa: E402
 from grpo_jax.models.config import NemotronHConfig  # noqa: E402
 from grpo_jax.models.nemotron_h import NemotronH  # noqa: E402
 from grpo_jax.train_step import LossConfig, Learner, TrainState  # noqa: E402
@@ -100,17 +109,30 @@ def abstract_step(config: NemotronHConfig, mesh, seq: int, micro_batch: int):
                  loss_mask=tokens(jnp.float32), old_logprobs=tokens(jnp.float32),
                  advantages=jax.ShapeDtypeStruct((MICRO_BATCHES, b), jnp.float32,
                                                  sharding=batch_spec))
-    return Learner(graphdef, optimizer, LossConfig()), state, batch
+    # Explicit state shardings, as the trainer has them (left to propagation, XLA:GPU returned
+    # the state replicated).
+    learner = Learner(graphdef, optimizer, LossConfig(), state_shardings=state.shardings())
+    return learner, state, batch
 
 
-def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "none") -> dict:
+@functools.lru_cache(maxsize=None)
+def target_devices(target: str) -> tuple | None:
+    """The 8 devices of a plan: None (the 8 fake CPU devices) or compile-only H100s."""
+    return None if target == "cpu" else tuple(h100_devices(8))
+
+
+def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "none",
+         target: str = "cpu") -> dict:
     config = NemotronHConfig.preset(NINE_B, layer_pattern=pattern, param_dtype=jnp.float32,
                                     compute_dtype=jnp.bfloat16, remat=remat)
-    mesh = sharding.make_mesh(**LAYOUTS[layout])
+    mesh = sharding.make_mesh(**LAYOUTS[layout], devices=target_devices(target))
+    # The in_proj formulation a GPU's "auto" picks (this process's backend is the CPU).
+    in_proj = "auto" if target == "cpu" else "split"
     start = time.perf_counter()
-    with jax.set_mesh(mesh):
+    with jax.set_mesh(mesh), layers.use_in_proj_formulation(in_proj):
         learner, state, batch = abstract_step(config, mesh, seq, micro_batch)
-        options = xla_options.memory_plan_compiler_options(jax.default_backend())
+        options = (xla_options.memory_plan_compiler_options(jax.default_backend())
+                   if target == "cpu" else {})
         compiled = learner.update_function(batch, options).lower(state, batch).compile()
     m = compiled.memory_analysis()
     return dict(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
@@ -158,6 +180,27 @@ def cpu_remat_toy() -> str:
     return "; ".join(parts)
 
 
+def plan_h100(full: NemotronHConfig, layouts, seqs, remats, micro_batch: int):
+    """Every row compiled by XLA:GPU for 8 compile-only H100s, the whole 56-layer model."""
+    print(f"9B train step (Learner.update: fwd + bwd + AdamW, fp32 master + moments, bf16 compute),"
+          f" {MICRO_BATCHES} micro-batches of {micro_batch} sequence(s) per data shard; "
+          f"per-device bytes compiled by XLA:GPU for 8 x {target_devices('h100')[0].device_kind} "
+          "(compile-only), the full model, XLA's default options\n")
+    headers = ["layout", "seq", "remat", "argument GiB", "output GiB", "alias GiB", "temp GiB",
+               "peak GiB", "fits 80 GB", "compile s"]
+    rows = []
+    for layout in layouts:
+        for seq in seqs:
+            for remat in remats:
+                m = plan(full.layer_pattern, layout, seq, micro_batch, remat, target="h100")
+                rows.append([layout, str(seq), remat, m["argument"] / GIB, m["output"] / GIB,
+                             m["alias"] / GIB, m["temp"] / GIB, peak(m) / GIB,
+                             "yes" if peak(m) < H100_BYTES else "NO", f"{m['compile_s']:.0f}"])
+                print(table(headers, rows[-1:]), flush=True)
+    print("\n" + table(headers, rows))
+    print("\npeak = argument + output - alias + temp + code, per device")
+
+
 SHORT_SEQ = 256
 SINGLE = {"mamba": "M", "mlp": "-", "attention": "*"}
 
@@ -170,6 +213,9 @@ def main():
     parser.add_argument("--micro-batch", type=int, default=1,
                         help="sequences per data-parallel shard per micro-batch")
     parser.add_argument("--full-model-check", action="store_true")
+    parser.add_argument("--target", choices=("cpu", "h100"), default="cpu",
+                        help="cpu: 8 fake CPU devices, per-block extrapolation; h100: XLA:GPU "
+                        "compiles the full model for 8 compile-only H100s")
     args = parser.parse_args()
     seqs = [int(s) for s in args.seqs.split(",")]
     remats = args.remats.split(",")
@@ -179,6 +225,8 @@ def main():
     counts = {"mamba": full.layer_pattern.count("M"), "mlp": full.layer_pattern.count("-"),
               "attention": full.layer_pattern.count("*")}
     print(machine_line())
+    if args.target == "h100":
+        return plan_h100(full, layouts, seqs, remats, args.micro_batch)
     print(f"9B train step (Learner.update: fwd + bwd + AdamW, fp32 master + moments, bf16 compute),"
           f" {MICRO_BATCHES} micro-batches of {args.micro_batch} sequence(s) per data shard; "
           f"per-device bytes on 8 fake CPU devices, extrapolated per block to {counts}; compiler "
