@@ -177,6 +177,11 @@ def test_corrupted_latest_raises_and_falls_back(tmp_path, state_and_tx, damage):
     ckpt.close()
 
 
+# Orbax's failed read abandons its other array reads mid-flight; now and then Python reports one of
+# them after the test ("coroutine ... was never awaited", or "Event loop is closed" from a late
+# callback). Both are Orbax's internals on this deliberately broken checkpoint, not a result.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning",
+                            "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_truncation_without_integrity_record_is_still_reported(tmp_path, state_and_tx):
     state, _ = state_and_tx
     with checkpointing.Checkpointer(tmp_path / "ckpt", max_to_keep=3) as ckpt:
