@@ -121,6 +121,18 @@ def matmul_params(config: NemotronHConfig) -> int:
     return total - config.vocab_size * config.hidden_size
 
 
+def block_forward_flops(config: NemotronHConfig, params, layer_type: str, batch: int,
+                        seq: int) -> float:
+    """Matmul FLOPs of one block's forward over batch x seq tokens: 2 N T over its projections
+    (not the conv, norms or biases), plus attention's score and value products."""
+    n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params)
+            if v.ndim >= 2 and min(v.shape) > config.conv_kernel)
+    flops = 2 * n * batch * seq
+    if layer_type == "attention":
+        flops += 4 * batch * seq * seq * config.num_attention_heads * config.head_dim
+    return flops
+
+
 def attention_flops_per_sequence(config: NemotronHConfig, seq: int, train: bool) -> float:
     """QK^T and PV of every attention layer over the full T x T square (the PaLM MFU convention:
     no causal halving); x3 for forward + backward."""

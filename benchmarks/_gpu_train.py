@@ -11,8 +11,8 @@ from flax import nnx
 
 from _common import block
 from _gpu_common import (SMOKE, TRAIN_LAYERS, TRAIN_PATTERN, Sizes, attention_flops_per_sequence,
-                         matmul_params, model_config, print_profile, random_params, timed,
-                         trace_path)
+                         block_forward_flops, matmul_params, model_config, print_profile,
+                         random_params, timed, trace_path)
 from _profile import profile_ops, summarize
 from grpo_jax import grpo, optim
 from grpo_jax.models import ssd
@@ -161,17 +161,12 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
         if row not in wanted:
             continue
         graphdef, params = nnx.split(Block(block_config, layer_type, rngs=nnx.Rngs(0)))
-        n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params) if v.ndim >= 2
-                and min(v.shape) > config.conv_kernel)  # projections (not conv, norms, biases)
 
         def loss(params, x, graphdef=graphdef):
             out, _ = nnx.merge(graphdef, params)(x, None, None, None)
             return jnp.mean(out.astype(jnp.float32) ** 2)
 
-        flops = 2 * n * b * t
-        if layer_type == "attention":
-            flops += 4 * b * t * t * config.num_attention_heads * config.head_dim
-        measure(name, loss, (params, x_BTD), flops)
+        measure(name, loss, (params, x_BTD), block_forward_flops(config, params, layer_type, b, t))
         del params
 
     if "lm_head" in wanted:

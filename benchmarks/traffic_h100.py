@@ -50,13 +50,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import machine_line, table  # noqa: E402
 from _deviceless import h100_devices  # noqa: E402
+from _gpu_common import block_forward_flops  # noqa: E402
 from _gpu_decode import decode_bytes_per_step  # noqa: E402
 from _hlo_traffic import TrafficModel  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
-import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from grpo_jax import sampling, sharding  # noqa: E402
@@ -186,11 +186,8 @@ def section_blocks(args, device, results: dict):
             ).as_text()
         charges = TrafficModel(hlo).charges()
         modeled = sum(c.total for c in charges)
-        projections = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract)
-                          if v.ndim >= 2 and min(v.shape) > config.conv_kernel)
-        flops = 6 * projections * TRAIN_BATCH * TRAIN_SEQ
-        if layer_type == "attention":
-            flops += 3 * 4 * TRAIN_BATCH * TRAIN_SEQ ** 2 * config.num_attention_heads * config.head_dim
+        # Forward + backward: 3x the forward's matmuls.
+        flops = 3 * block_forward_flops(config, abstract, layer_type, TRAIN_BATCH, TRAIN_SEQ)
         key = f"block {name}"
         results[key] = dict(modeled_bytes=modeled, ms_at_copy_bandwidth=modeled / args.bandwidth * 1e3,
                             matmul_flops=flops, groups=groups(charges, 1, args.top),
