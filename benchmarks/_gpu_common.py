@@ -121,6 +121,15 @@ def matmul_params(config: NemotronHConfig) -> int:
     return total - config.vocab_size * config.hidden_size
 
 
+def block_loss(graphdef):
+    """loss(params, x): the mean square of one block's output (no cache), a scalar whose gradient
+    runs the block's backward."""
+    def loss(params, x):
+        out, _ = nnx.merge(graphdef, params)(x, None, None, None)
+        return jnp.mean(out.astype(jnp.float32) ** 2)
+    return loss
+
+
 def block_forward_flops(config: NemotronHConfig, params, layer_type: str, batch: int,
                         seq: int) -> float:
     """Matmul FLOPs of one block's forward over batch x seq tokens: 2 N T over its projections

@@ -11,8 +11,8 @@ from flax import nnx
 
 from _common import block
 from _gpu_common import (SMOKE, TRAIN_LAYERS, TRAIN_PATTERN, Sizes, attention_flops_per_sequence,
-                         block_forward_flops, matmul_params, model_config, print_profile,
-                         random_params, timed, trace_path)
+                         block_forward_flops, block_loss, matmul_params, model_config,
+                         print_profile, random_params, timed, trace_path)
 from _profile import profile_ops, summarize
 from grpo_jax import grpo, optim
 from grpo_jax.models import ssd
@@ -161,12 +161,8 @@ def section_train_blocks(sizes: Sizes, results: dict, wanted: str):
         if row not in wanted:
             continue
         graphdef, params = nnx.split(Block(block_config, layer_type, rngs=nnx.Rngs(0)))
-
-        def loss(params, x, graphdef=graphdef):
-            out, _ = nnx.merge(graphdef, params)(x, None, None, None)
-            return jnp.mean(out.astype(jnp.float32) ** 2)
-
-        measure(name, loss, (params, x_BTD), block_forward_flops(config, params, layer_type, b, t))
+        measure(name, block_loss(graphdef), (params, x_BTD),
+                block_forward_flops(config, params, layer_type, b, t))
         del params
 
     if "lm_head" in wanted:

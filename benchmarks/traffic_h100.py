@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import machine_line, table  # noqa: E402
 from _deviceless import h100_devices  # noqa: E402
-from _gpu_common import block_forward_flops  # noqa: E402
+from _gpu_common import block_forward_flops, block_loss  # noqa: E402
 from _gpu_decode import decode_bytes_per_step  # noqa: E402
 from _hlo_traffic import TrafficModel  # noqa: E402
 
@@ -175,14 +175,9 @@ def section_blocks(args, device, results: dict):
             ("attention", "attention", config), ("mlp", "mlp", config)):
         graphdef, abstract = nnx.split(nnx.eval_shape(
             lambda c=block_config, t=layer_type: Block(c, t, rngs=nnx.Rngs(0))))
-
-        def loss(params, x, graphdef=graphdef):
-            out, _ = nnx.merge(graphdef, params)(x, None, None, None)
-            return jnp.mean(out.astype(jnp.float32) ** 2)
-
         start = time.perf_counter()
         with layers.use_in_proj_formulation("split"):
-            hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(on(single, abstract), x).compile(
+            hlo = jax.jit(jax.grad(block_loss(graphdef), argnums=(0, 1))).lower(on(single, abstract), x).compile(
             ).as_text()
         charges = TrafficModel(hlo).charges()
         modeled = sum(c.total for c in charges)
