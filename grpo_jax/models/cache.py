@@ -58,20 +58,20 @@ class AttentionLayerCache:
 
 @struct.dataclass
 class Cache:
-    """lengths_B (B,) int32 tokens held per row; one entry per Mamba / attention layer, in order."""
+    """lengths_B (B,) int32 tokens held per row; one entry per Mamba / attention layer, in order.
+
+    max_len (static): the tokens a row may hold, the KV buffers' positions. Kept apart from the
+    buffers so a model without attention layers (whose state does not grow) has one too.
+    """
 
     lengths_B: jax.Array
     mamba: tuple[MambaLayerCache, ...]
     attention: tuple[AttentionLayerCache, ...]
+    max_len: int = struct.field(pytree_node=False, default=0)
 
     @property
     def batch_size(self) -> int:
         return self.lengths_B.shape[0]
-
-    @property
-    def max_len(self) -> int:
-        """Positions per row in the KV buffers (0 for a model without attention layers)."""
-        return self.attention[0].keys.shape[1] if self.attention else 0
 
 
 def init_cache(config: NemotronHConfig, batch_size: int, max_len: int) -> Cache:
@@ -95,7 +95,7 @@ def init_cache(config: NemotronHConfig, batch_size: int, max_len: int) -> Cache:
             attention.append(AttentionLayerCache(keys=jnp.zeros(kv, config.compute_dtype),
                                                  values=jnp.zeros(kv, config.compute_dtype)))
     return Cache(lengths_B=jnp.zeros((b,), jnp.int32), mamba=tuple(mamba),
-                 attention=tuple(attention))
+                 attention=tuple(attention), max_len=max_len)
 
 
 def defer_ssm_updates(cache: Cache, num_steps: int) -> Cache:
@@ -142,6 +142,6 @@ def cache_shardings(cache: Cache, mesh: Mesh) -> Cache:
         return layer_cache.replace(**{name: named(axes, getattr(layer_cache, name))
                                       for name, axes in layer_cache.LOGICAL_AXES.items()})
 
-    return Cache(lengths_B=named(("batch",), cache.lengths_B),
-                 mamba=tuple(layer(c) for c in cache.mamba),
-                 attention=tuple(layer(c) for c in cache.attention))
+    return cache.replace(lengths_B=named(("batch",), cache.lengths_B),
+                         mamba=tuple(layer(c) for c in cache.mamba),
+                         attention=tuple(layer(c) for c in cache.attention))

@@ -189,7 +189,7 @@ class Mamba2Mixer(nnx.Module):
         self.D = _param(jnp.ones((h,), c.param_dtype), "ssm_heads")
         self.norm = _param(jnp.ones((h, p), c.param_dtype), "ssm_heads", None)
 
-    def __call__(self, u_BTD, cache: MambaLayerCache | None, num_valid_B):
+    def __call__(self, u_BTD, cache: MambaLayerCache | None, num_valid_B, lengths_B):
         c = self.config
         cdt = c.compute_dtype
         b, t, _ = u_BTD.shape
@@ -216,7 +216,7 @@ class Mamba2Mixer(nnx.Module):
         # SSM, float32 (the chunked scan's contraction operands in ssd_matmul_dtype): the recurrent
         # step for one cached token, else the chunked scan.
         recurrent = cache is not None and t == 1
-        dt_BTH = self._time_step(dt_BTH, recurrent)
+        dt_BTH = self._time_step(dt_BTH, recurrent, lengths_B)
         if cache is not None:
             # dt = 0 makes a padding step a no-op, so the state is each row's own final state.
             valid_BT = jnp.arange(t)[None, :] < num_valid_B[:, None]
@@ -280,15 +280,21 @@ class Mamba2Mixer(nnx.Module):
         return tuple(part.reshape((b, t) + w.shape[1:]) for part, w in
                      zip(jnp.split(out_BTGX, splits, axis=-1), weights))
 
-    def _time_step(self, dt_raw_BTH, recurrent: bool):
+    def _time_step(self, dt_raw_BTH, recurrent: bool, lengths_B):
         """softplus(dt_raw + dt_bias) in float32, clamped to >= time_step_min where the rule says.
 
+        "prefill" clamps where transformers runs its chunked scan: every forward of more than one
+        token, and a one-token forward into an empty row (transformers prefills a one-token prompt
+        with the chunked scan too; only a step on a row with history takes its recurrent path).
         (transformers computes the softplus in the model dtype; float32 is at least as exact.)
         """
         dt_BTH = jax.nn.softplus(dt_raw_BTH.astype(_F32) + self.dt_bias[...].astype(_F32))
+        clamped_BTH = jnp.maximum(dt_BTH, self.config.time_step_min)
         rule = self.config.time_step_clamp
         if rule == "always" or (rule == "prefill" and not recurrent):
-            dt_BTH = jnp.maximum(dt_BTH, self.config.time_step_min)
+            return clamped_BTH
+        if rule == "prefill":
+            return jnp.where((lengths_B == 0)[:, None, None], clamped_BTH, dt_BTH)
         return dt_BTH
 
 
@@ -397,7 +403,7 @@ class Block(nnx.Module):
     def __call__(self, x_BTD, layer_cache, num_valid_B, lengths_B, attend_len: int | None = None):
         h_BTD = self.norm(x_BTD)
         if self.layer_type == "mamba":
-            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B)
+            h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B, lengths_B)
         elif self.layer_type == "attention":
             h_BTD, layer_cache = self.mixer(h_BTD, layer_cache, num_valid_B, lengths_B, attend_len)
         else:

@@ -106,9 +106,9 @@ class NemotronH(nnx.Module):
         hidden_BTD = self.norm_f(x_BTD)
         if cache is None:
             return hidden_BTD, None
-        return hidden_BTD, Cache(lengths_B=cache.lengths_B + num_valid_B,
-                                 mamba=tuple(layer_caches["mamba"]),
-                                 attention=tuple(layer_caches["attention"]))
+        return hidden_BTD, cache.replace(lengths_B=cache.lengths_B + num_valid_B,
+                                         mamba=tuple(layer_caches["mamba"]),
+                                         attention=tuple(layer_caches["attention"]))
 
     def _check_inputs(self, input_ids_BT, cache, num_valid_B, attend_len=None) -> tuple[int, int]:
         """Static checks, so bad input fails here and not deep inside a trace."""

@@ -77,3 +77,17 @@ def test_cached_decode_matches_transformers_cached_decode(hf_tiny):
     clamp_effect = relative_error(always, hf_decoded)
     assert clamp_effect > 10 * relative_error(ours, hf_decoded)
     assert 1e-5 < relative_error(ours, runner.full(ids)) < 1e-3
+
+
+def test_a_one_token_prompt_is_prefilled_as_transformers_prefills_it(tmp_path):
+    """transformers prefills a one-token prompt with its chunked scan (dt clamped) and takes its
+    recurrent path (dt not clamped) only on a row with history; "prefill" follows it."""
+    hf_config = dict(TINY_HF_CONFIG, time_step_min=0.05)  # a clamp that moves the logits
+    hf_model = make_hf_model(hf_config, seed=3)
+    runner = Runner(load_hf_model(save_hf_model_dir(hf_model, tmp_path)))
+    ids = _input_ids(hf_config["vocab_size"], batch=2, length=6, seed=4)
+    cache = runner.model.init_cache(2, 8)
+    first, cache = runner.extend(ids[:, :1], cache)
+    rest, _ = runner.decode(cache, ids[:, 1:])
+    expected = hf_cached_decode_logits(hf_model, ids, prompt_len=1)
+    assert relative_error(np.concatenate([first, rest], axis=1), expected) <= TOLERANCE
