@@ -171,7 +171,6 @@ def validate_config(config, device_count: int | None = None) -> None:
     if o.warmup_steps > g.max_num_steps:
         _fail("optimizer.warmup_steps", o.warmup_steps, f"at most grpo.max_num_steps={g.max_num_steps}")
 
-    t = config.train
     batch = g.num_prompts_per_step * (1 if config.mode == "sft" else g.num_generations_per_prompt)
     for name in ("micro_batch_size", "logprob_batch_size"):
         size = _positive_int(config, f"train.{name}")

@@ -311,6 +311,50 @@ def _per_row(value, batch: int, name: str, dtype) -> np.ndarray:
     return np.concatenate([array, np.full((batch - array.shape[0],), array[-1], dtype)])
 
 
+def _token_ids(block, row: int, vocab: int) -> list[int]:
+    """A row's block as a list of ints in [0, vocab), checked on the host (a token id out of range
+    would be silently clamped or read as NaN inside the jitted embedding lookup)."""
+    if block is None:
+        return []
+    ids = np.asarray(block)
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"row {row}: expected a flat sequence of int token ids, got "
+                         f"{str(block)[:80]} (dtype {ids.dtype}, shape {ids.shape})")
+    outside = ids[(ids < 0) | (ids >= vocab)]
+    if outside.size:
+        raise ValueError(f"row {row}: token id {int(outside[0])} is outside the vocabulary "
+                         f"[0, {vocab})")
+    return ids.tolist()
+
+
+def _seed(seed) -> jax.Array:
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r}: expected an int in [0, 2**32)")
+    return jnp.uint32(seed)
+
+
+def _row_indices(rows, batch: int, name: str) -> np.ndarray:
+    """Row numbers of a state of `batch` rows, checked (numpy would wrap negatives, and a jitted
+    gather clamps out-of-range indices)."""
+    index = np.asarray(list(rows))
+    if index.size and (index.ndim != 1 or not np.issubdtype(index.dtype, np.integer)
+                       or index.min() < 0 or index.max() >= batch):
+        raise ValueError(f"{name}={index.tolist()}: expected row numbers in [0, {batch})")
+    return index.astype(np.int32)
+
+
+def _check_controls(*, budget, temperature, top_p, top_k):
+    """Per-row sampling controls, before anything runs: each error names the values."""
+    for name, values, valid, expected in (
+            ("max_new_tokens", budget, budget >= 0, ">= 0"),
+            ("temperature", temperature, np.isfinite(temperature) & (temperature >= 0),
+             "finite and >= 0 (0 is greedy)"),
+            ("top_p", top_p, (top_p > 0) & (top_p <= 1), "in (0, 1]"),
+            ("top_k", top_k, top_k >= 0, ">= 0 (0 keeps every token)")):
+        if not np.all(valid):
+            raise ValueError(f"{name} must be {expected}, got {values.tolist()}")
+
+
 class Sampler:
     """Drives prefill / decode / extend over a batch of rows for one model architecture.
 
@@ -369,7 +413,7 @@ class Sampler:
         if row_ids is not None:
             row_ids_B[:batch] = np.asarray(row_ids, dtype=np.int32)
         with compile_log.CompileWatch(f"sampler.init[B={padded},S={self.cache_bucket(max_len)}]"):
-            return self._init(params, padded, self.cache_bucket(max_len), jnp.uint32(seed), row_ids_B)
+            return self._init(params, padded, self.cache_bucket(max_len), _seed(seed), row_ids_B)
 
     def prefill(self, params, prompts: Sequence[Sequence[int]], max_len: int, seed: int = 0,
                 row_ids: Sequence[int] | None = None) -> SamplerState:
@@ -386,7 +430,9 @@ class Sampler:
         batch = state.batch_size
         if len(blocks) > batch:
             raise ValueError(f"got {len(blocks)} blocks for a state of {batch} rows")
-        blocks = [list(b) if b else [] for b in blocks] + [[] for _ in range(batch - len(blocks))]
+        vocab = state.next_logits_BV.shape[-1]
+        blocks = ([_token_ids(b, row, vocab) for row, b in enumerate(blocks)]
+                  + [[] for _ in range(batch - len(blocks))])
         lengths = host_array(state.lengths_B)
         capacity = self._capacity(state)
         for row, block in enumerate(blocks):
@@ -398,7 +444,8 @@ class Sampler:
         longest = max(len(b) for b in blocks)
         while offset < longest:
             piece = [b[offset:offset + self.config.prefill_chunk] for b in blocks]
-            width = self.block_bucket(max(len(p) for p in piece))
+            # At most the cache's length: a block that fits the cache fits its widest program.
+            width = min(self.block_bucket(max(len(p) for p in piece)), capacity)
             tokens_BT = np.zeros((batch, width), np.int32)
             num_valid_B = np.zeros((batch,), np.int32)
             for row, p in enumerate(piece):
@@ -419,7 +466,9 @@ class Sampler:
         The new batch is padded to a bucket with copies of row index[0]; padding rows are never
         decoded or extended by the callers that pass explicit rows.
         """
-        index = np.asarray(index, dtype=np.int32)
+        index = _row_indices(index, state.batch_size, "gather_rows index")
+        if not len(index):
+            raise ValueError("gather_rows needs at least one row index")
         padded = self.batch_bucket(len(index))
         index_B = np.concatenate([index, np.full((padded - len(index),), index[0], np.int32)])
         row_ids_B = np.arange(padded, dtype=np.int32)
@@ -427,24 +476,25 @@ class Sampler:
             row_ids_B[:len(index)] = np.asarray(row_ids, dtype=np.int32)
         gather = self._gather_in_place if padded == state.batch_size else self._gather_resize
         with compile_log.CompileWatch(f"sampler.gather[{state.batch_size}->{padded}]"):
-            return gather(state, index_B, row_ids_B, jnp.uint32(seed))
+            return gather(state, index_B, row_ids_B, _seed(seed))
 
     def decode(self, params, state: SamplerState, max_new_tokens, *, rows: Sequence[int] | None = None,
                temperature=1.0, top_p=1.0, top_k=0, stop_ids=()) -> tuple[SamplerState, DecodeResult]:
         """Samples continuations for `rows` (default: all) until each stops or spends its budget.
 
         `max_new_tokens`, `temperature`, `top_p`, `top_k` are scalars or one value per row of the
-        state; `stop_ids` is one sequence for all rows or one per row. A row's budget is also
-        capped by the room left in its cache.
+        state; `stop_ids` is an int, one sequence for all rows, or one per row. A row's budget is
+        also capped by the room left in its cache. Bad controls, rows or stop ids raise a
+        ValueError naming them before anything runs.
         """
         batch = state.batch_size
         active = np.zeros((batch,), bool)
-        active[list(range(batch)) if rows is None else list(rows)] = True
-        budget_B = _per_row(max_new_tokens, batch, "max_new_tokens", np.int32)
+        active[np.arange(batch) if rows is None else _row_indices(rows, batch, "rows")] = True
+        requested_B = _per_row(max_new_tokens, batch, "max_new_tokens", np.int32)
         capacity = self._capacity(state)
         start_lengths_B = host_array(state.lengths_B)
         room_B = capacity - start_lengths_B
-        budget_B = np.where(active, np.minimum(budget_B, room_B), 0).astype(np.int32)
+        budget_B = np.where(active, np.minimum(requested_B, room_B), 0).astype(np.int32)
         controls = (
             _per_row(temperature, batch, "temperature", np.float32),
             _per_row(top_p, batch, "top_p", np.float32),
@@ -452,8 +502,8 @@ class Sampler:
             self._stop_table(stop_ids, batch),
             budget_B,
         )
-        if np.any(controls[1] <= 0) or np.any(controls[1] > 1):
-            raise ValueError(f"top_p must be in (0, 1], got {controls[1].tolist()}")
+        _check_controls(budget=requested_B, temperature=controls[0], top_p=controls[1],
+                        top_k=controls[2])
         done_B = budget_B <= 0
         num_new_B = np.zeros((batch,), np.int32)
         tokens = [[] for _ in range(batch)]
@@ -484,10 +534,20 @@ class Sampler:
         return state, DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish)
 
     def _stop_table(self, stop_ids, batch: int) -> np.ndarray:
-        per_row = (list(stop_ids) if stop_ids and isinstance(next(iter(stop_ids)), (list, tuple))
-                   else [list(stop_ids)] * batch)
-        if len(per_row) != batch:
+        """stop_ids: an int, one sequence for every row, or one sequence (or int) per row."""
+        if isinstance(stop_ids, (int, np.integer)):
+            stop_ids = [stop_ids]
+        stop_ids = [np.asarray(ids).tolist() for ids in stop_ids]
+        if any(isinstance(ids, list) for ids in stop_ids):   # one entry per row
+            per_row = [ids if isinstance(ids, list) else [ids] for ids in stop_ids]
+            if len(per_row) > batch:
+                raise ValueError(f"stop_ids has {len(per_row)} rows: expected at most {batch}")
             per_row = per_row + [[]] * (batch - len(per_row))
+        else:
+            per_row = [stop_ids] * batch
+        for row, ids in enumerate(per_row):
+            if not all(isinstance(i, int) and i >= 0 for i in ids):
+                raise ValueError(f"stop_ids of row {row} must be non-negative ints, got {ids}")
         width = _round_up(max([self.config.max_stop_ids] + [len(s) for s in per_row]), self.config.max_stop_ids)
         table = np.full((batch, width), -1, np.int32)
         for row, ids in enumerate(per_row):
@@ -515,11 +575,12 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, tempe
              max_len: int | None = None) -> GenerateOutput:
     """Samples a continuation of each prompt with the model's current weights.
 
-    `prompts` is a list of token-id lists (ragged); sampling controls are scalars or one value per
-    prompt. Returns per prompt the new tokens (stop token included), their log-probs under the
+    `prompts` is a list of token-id lists (ragged; numpy arrays too), each id in [0, vocab);
+    sampling controls are scalars or one value per prompt (see `Sampler.decode`). Returns per prompt the new tokens (stop token included), their log-probs under the
     model at temperature 1, the lengths and the finish reasons ("stop" or "length"). Identical
     prompts are prefilled once.
     """
+    prompts = [_token_ids(p, row, model.config.vocab_size) for row, p in enumerate(prompts)]
     graphdef, params = nnx.split(model)
     sampler = sampler or _default_sampler(graphdef)
     # No prompts: `prefill` says so.

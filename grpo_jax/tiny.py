@@ -12,7 +12,6 @@ a fixed seed, so rebuilding the asset with the documented commands reproduces it
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 from typing import Iterator
 

@@ -104,6 +104,101 @@ def test_multi_turn_cache_holds_exactly_the_trajectory(exact_model, sampler):
     assert lengths[1] == len(PROMPTS[1]) + len(first.tokens[1])  # row 1 was left alone
 
 
+@pytest.mark.parametrize("pattern", ["MM", "M-M", "-"], ids=["mamba", "mamba_mlp", "mlp"])
+def test_models_without_attention_layers_sample_within_their_cache_length(pattern):
+    """No KV buffers, so the cache's length is its own field: generate runs and the sampler
+    still refuses more tokens than it was made for."""
+    config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), layer_pattern=pattern,
+                                 time_step_clamp="always")
+    model = create_model(config, seed=5)
+    out = generate(model, PROMPTS, max_new_tokens=5, temperature=0.0)
+    # Greedy: each new token is the argmax of the forward over what precedes it (one forward of
+    # the right-padded sequences; the model is causal).
+    sequences = [prompt + tokens for prompt, tokens in zip(PROMPTS, out.tokens)]
+    padded = np.zeros((len(sequences), max(map(len, sequences))), np.int32)
+    for row, sequence in enumerate(sequences):
+        padded[row, :len(sequence)] = sequence
+    argmax_BT = np.argmax(np.asarray(model(jnp.asarray(padded))), axis=-1)
+    for row, (prompt, tokens) in enumerate(zip(PROMPTS, out.tokens)):
+        assert len(tokens) == 5
+        assert tokens == argmax_BT[row, len(prompt) - 1:len(prompt) + 4].tolist()
+    sampler = Sampler(nnx.split(model)[0], SamplerConfig(decode_chunk=4, cache_multiple=16))
+    state = sampler.prefill(nnx.state(model), [[1, 2, 3]], max_len=16)
+    assert state.cache.max_len == 16
+    with pytest.raises(ValueError, match="3 cached \\+ 14 new tokens exceed the cache length 16"):
+        sampler.extend(nnx.state(model), state, [[4] * 14])
+    _, result = sampler.decode(nnx.state(model), state, max_new_tokens=100)
+    assert result.lengths == [13] and result.finish_reasons == [FINISH_LENGTH]
+
+
+@pytest.mark.parametrize("controls,message", [
+    (dict(temperature=-1.0), r"temperature must be finite and >= 0 \(0 is greedy\), got \[-1.0"),
+    (dict(temperature=[0.5, float("nan")]), r"temperature must be .* got \[0.5, nan"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\], got \[0.0"),
+    (dict(top_k=[3, -2]), r"top_k must be >= 0 \(0 keeps every token\), got \[3, -2"),
+    (dict(max_new_tokens=-1), r"max_new_tokens must be >= 0, got \[-1"),
+], ids=["negative_temperature", "nan_temperature", "top_p_0", "negative_top_k", "negative_budget"])
+def test_bad_sampling_controls_raise_naming_the_values(exact_model, sampler, controls, message):
+    params = nnx.state(exact_model)
+    state = sampler.prefill(params, PROMPTS[:2], max_len=64)
+    with pytest.raises(ValueError, match=message):
+        sampler.decode(params, state, **{"max_new_tokens": 4, **controls})
+
+
+@pytest.mark.parametrize("block,message", [
+    ([5, 100], r"row 1: token id 100 is outside the vocabulary \[0, 100\)"),
+    ([5, -1], r"row 1: token id -1 is outside the vocabulary"),
+    ([5, 2.0], r"row 1: expected a flat sequence of int token ids, got \[5, 2.0\]"),
+    ([[5, 6]], r"row 1: expected a flat sequence of int token ids"),
+], ids=["past_vocab", "negative", "float", "nested"])
+def test_bad_token_ids_raise_before_anything_runs(exact_model, sampler, block, message):
+    assert exact_model.config.vocab_size == 100
+    params = nnx.state(exact_model)
+    state = sampler.prefill(params, PROMPTS[:2], max_len=64)
+    with pytest.raises(ValueError, match=message):
+        sampler.extend(params, state, [None, block])
+    with pytest.raises(ValueError, match=message.replace("row 1", "row 0")):
+        generate(exact_model, [block], max_new_tokens=2, sampler=sampler)
+
+
+def test_bad_rows_seeds_and_stop_ids_raise_naming_them(exact_model, sampler):
+    params = nnx.state(exact_model)
+    state = sampler.prefill(params, PROMPTS[:2], max_len=64)
+    for call, message in (
+            (lambda: sampler.decode(params, state, 2, rows=[2]),
+             r"rows=\[2\]: expected row numbers in \[0, 2\)"),
+            (lambda: sampler.decode(params, state, 2, rows=[-1]), r"rows=\[-1\]"),
+            (lambda: sampler.gather_rows(state, [0, 7]),
+             r"gather_rows index=\[0, 7\]: expected row numbers in \[0, 2\)"),
+            (lambda: sampler.decode(params, state, 2, stop_ids=[[1], [2], [3]]),
+             r"stop_ids has 3 rows: expected at most 2"),
+            (lambda: sampler.decode(params, state, 2, stop_ids=[-3]),
+             r"stop_ids of row 0 must be non-negative ints, got \[-3\]"),
+            (lambda: sampler.prefill(params, PROMPTS[:2], 64, seed=-1),
+             r"seed=-1: expected an int in \[0, 2\*\*32\)")):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_stop_ids_may_be_an_int_or_arrays(exact_model, sampler):
+    free = generate(exact_model, PROMPTS, max_new_tokens=6, sampler=sampler)
+    stop = free.tokens[0][2]
+    expected = generate(exact_model, PROMPTS, max_new_tokens=6, stop_ids=[stop], sampler=sampler)
+    assert expected.tokens[0] == free.tokens[0][:free.tokens[0].index(stop) + 1]
+    for stop_ids in (stop, np.array([stop]), [np.array([stop])] * len(PROMPTS)):
+        out = generate(exact_model, PROMPTS, max_new_tokens=6, stop_ids=stop_ids, sampler=sampler)
+        assert (out.tokens, out.finish_reasons) == (expected.tokens, expected.finish_reasons)
+
+
+def test_a_prompt_whose_length_bucket_exceeds_the_cache_still_prefills(exact_model, sampler):
+    """130 tokens: the extend program's length bucket (256) is wider than the cache (192)."""
+    prompt = np.random.default_rng(4).integers(0, 100, 130).tolist()
+    out = generate(exact_model, [prompt, prompt[:7]], max_new_tokens=3, sampler=sampler)
+    sequence = prompt + out.tokens[0]
+    argmax_T = np.argmax(np.asarray(exact_model(jnp.asarray([sequence]))[0]), axis=-1)
+    assert out.tokens[0] == argmax_T[129:132].tolist()
+
+
 def test_rows_stop_independently_and_budgets_hold(exact_model, sampler):
     params = nnx.split(exact_model)[1]
     state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
