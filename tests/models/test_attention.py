@@ -55,6 +55,51 @@ def test_query_chunked_path_equals_dense_path_and_gradients(inputs, query_chunk=
         np.testing.assert_allclose(chunked, dense, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("t,query_chunk", [(32, 4), (13, 4), (40, 4)],
+                         ids=["one_chunk_per_group", "ragged_last_chunk", "ten_chunks_eight_groups"])
+def test_self_attention_skips_keys_no_query_of_a_chunk_sees(t, query_chunk):
+    """A training forward (query t at position t, S = T): the same outputs and gradients as the
+    dense path, with the key-prefix groups' smaller score products (8 chunks in 8 groups: 56% of
+    the square, 10 chunks in 8 groups: 57%)."""
+    rng = np.random.default_rng(t)
+    q = rng.standard_normal((BATCH, t, HEADS, HEAD_DIM)).astype(np.float32)
+    k, v = (rng.standard_normal((BATCH, t, KV_HEADS, HEAD_DIM)).astype(np.float32)
+            for _ in range(2))
+    query_pos = np.broadcast_to(np.arange(t, dtype=np.int32), (BATCH, t))
+
+    def loss(q, k, v, chunk, self_attention):
+        out = causal_attention(q, k, v, query_pos, query_chunk=chunk, self_attention=self_attention)
+        return jnp.sum(jnp.sin(out))
+
+    out = causal_attention(q, k, v, query_pos, query_chunk=query_chunk, self_attention=True)
+    np.testing.assert_allclose(out, _numpy_attention(q, k, v, query_pos), rtol=1e-5, atol=1e-5)
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=(3, 4))
+    for got, dense in zip(grads(q, k, v, query_chunk, True), grads(q, k, v, t, False)):
+        np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-5)
+    if t % query_chunk == 0:
+        def matmul_flops(chunk):
+            return _matmul_flops(jax.make_jaxpr(lambda q, k, v: causal_attention(
+                q, k, v, query_pos, query_chunk=chunk, self_attention=True))(q, k, v).jaxpr)
+        assert matmul_flops(query_chunk) / matmul_flops(t) == pytest.approx(
+            {32: 36 / 64, 40: 57 / 100}[t])
+
+
+def _matmul_flops(jaxpr) -> int:
+    """2 x the multiply-adds of every dot_general, loop bodies times their trip count."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs_shape = eqn.invars[0].aval.shape
+            total += 2 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
+                [lhs_shape[i] for i in contract])
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if isinstance(inner, jax.extend.core.Jaxpr):
+                total += eqn.params.get("length", 1) * _matmul_flops(inner)
+    return total
+
+
 def test_query_chunked_path_never_holds_all_scores():
     """Forward and backward of the chunked path need less scratch memory than one (B, H, T, T)
     float32 score tensor; the dense path needs more."""
