@@ -576,9 +576,10 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, tempe
     """Samples a continuation of each prompt with the model's current weights.
 
     `prompts` is a list of token-id lists (ragged; numpy arrays too), each id in [0, vocab);
-    sampling controls are scalars or one value per prompt (see `Sampler.decode`). Returns per prompt the new tokens (stop token included), their log-probs under the
-    model at temperature 1, the lengths and the finish reasons ("stop" or "length"). Identical
-    prompts are prefilled once.
+    sampling controls are scalars or one value per prompt (see `Sampler.decode`). Returns per
+    prompt the new tokens (stop token included), their log-probs under the model at temperature
+    1, the lengths and the finish reasons ("stop" or "length"). Identical prompts are prefilled
+    once.
     """
     prompts = [_token_ids(p, row, model.config.vocab_size) for row, p in enumerate(prompts)]
     graphdef, params = nnx.split(model)

@@ -1,13 +1,17 @@
-"""Random Nemotron-H shapes against transformers 5.24 (torch, CPU, float32). Slow: ~3 s a shape.
+"""Random Nemotron-H shapes against transformers 5.24 (torch, CPU, float32). Slow: ~4 s a shape.
 
 Each seed draws a config: any mix of Mamba / attention / MLP blocks (models without attention or
 without Mamba layers included), MQA to MHA, one to four groups, conv kernels 1-4, chunk sizes from
-1 to past the sequence, state sizes down to 1. Checked per shape: the export's tensors equal the
-checkpoint's bit for bit and transformers reloads it to the same logits; the full forward's logits; our
-prefill + one-token decode against transformers' cached decode (time_step_clamp="prefill"; a model
-without attention layers, which transformers 5.24 cannot cache, against its full forward with the
-clamp everywhere); and the sampler's greedy tokens for ragged prompts with a ragged continuation,
-against greedy decoding by transformers' full forwards (no cache, no pad-token masking).
+1 to past the sequence, state sizes down to 1. Checked per shape:
+- the export's tensors equal the checkpoint's bit for bit, and transformers reloads it to the
+  same logits;
+- the full forward's logits;
+- our prefill + one-token decode against transformers' cached decode (time_step_clamp="prefill";
+  a model without attention layers, which transformers 5.24 cannot cache, against its full
+  forward with the clamp everywhere);
+- the sampler's greedy tokens for ragged prompts with a ragged continuation, against greedy
+  decoding by transformers' full forwards (no cache, no pad-token masking), with the Mamba states
+  written every decode step and deferred to the end of each decode chunk.
 """
 import numpy as np
 import pytest
@@ -102,10 +106,12 @@ def test_random_shape_matches_transformers(seed, tmp_path):
     num_new = int(rng.integers(1, 10))
     exact_runner = Runner(exact)
     graphdef, params = exact_runner.graphdef, exact_runner.state
-    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=4, cache_multiple=32))
-    state = sampler.prefill(params, prompts, max_len=32)
-    state = sampler.extend(params, state, continuations)
-    _, result = sampler.decode(params, state, num_new, temperature=0.0)
-    for row, (prompt, continuation) in enumerate(zip(prompts, continuations)):
-        assert result.tokens[row] == hf_greedy(hf_model, prompt + continuation, num_new), (
-            f"row {row} of {hf_config}")
+    expected = [hf_greedy(hf_model, prompt + continuation, num_new)
+                for prompt, continuation in zip(prompts, continuations)]
+    for ssm_update in ("per_step", "deferred"):
+        sampler = Sampler(graphdef, SamplerConfig(decode_chunk=4, cache_multiple=32,
+                                                  ssm_decode_update=ssm_update))
+        state = sampler.prefill(params, prompts, max_len=32)
+        state = sampler.extend(params, state, continuations)
+        _, result = sampler.decode(params, state, num_new, temperature=0.0)
+        assert result.tokens[:rows] == expected, f"{ssm_update} decode of {hf_config}"
