@@ -52,10 +52,22 @@ def save_hf_model_dir(model, path) -> str:
 
 
 def hf_logits(model, input_ids) -> np.ndarray:
+    """transformers' full forward. use_cache=False: the logits are the same, and transformers 5.24
+    cannot build a cache for a model without attention layers."""
     import torch
 
     with torch.no_grad():
-        return model(torch.as_tensor(np.asarray(input_ids))).logits.numpy()
+        return model(torch.as_tensor(np.asarray(input_ids)), use_cache=False).logits.numpy()
+
+
+def safetensors_tensors(directory) -> dict[str, np.ndarray]:
+    """Every tensor of the *.safetensors files of a checkpoint directory, by name."""
+    import pathlib
+
+    from safetensors.numpy import load_file
+
+    return {name: tensor for file in sorted(pathlib.Path(directory).glob("*.safetensors"))
+            for name, tensor in load_file(file).items()}
 
 
 def hf_cached_decode_logits(model, input_ids, prompt_len: int) -> np.ndarray:

@@ -19,8 +19,8 @@ import pytest
 from grpo_jax.models import load_hf_model, save_hf_model
 from grpo_jax.sampling import Sampler, SamplerConfig
 
-from tests.models.helpers import (Runner, hf_cached_decode_logits, make_hf_model, relative_error,
-                                  save_hf_model_dir)
+from tests.models.helpers import (Runner, hf_cached_decode_logits, hf_logits, make_hf_model,
+                                  relative_error, safetensors_tensors, save_hf_model_dir)
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5
@@ -43,24 +43,10 @@ def random_hf_config(rng) -> dict:
         layer_norm_epsilon=float(rng.choice([1e-5, 1e-6])), initializer_range=0.1)
 
 
-def safetensors_tensors(directory) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    return {name: tensor for file in sorted(directory.glob("*.safetensors"))
-            for name, tensor in load_file(file).items()}
-
-
-def hf_full_logits(hf_model, ids) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():  # use_cache=False: transformers cannot cache an attention-free model
-        return hf_model(torch.as_tensor(np.asarray(ids)), use_cache=False).logits.numpy()
-
-
 def hf_greedy(hf_model, prompt, num_tokens: int) -> list[int]:
     sequence = list(prompt)
     for _ in range(num_tokens):
-        sequence.append(int(np.argmax(hf_full_logits(hf_model, [sequence])[0, -1])))
+        sequence.append(int(np.argmax(hf_logits(hf_model, [sequence])[0, -1])))
     return sequence[len(prompt):]
 
 
@@ -84,10 +70,10 @@ def test_random_shape_matches_transformers(seed, tmp_path):
 
     batch, length = int(rng.integers(1, 4)), int(rng.integers(2, 30))
     ids = rng.integers(0, vocab, (batch, length))
-    expected = hf_full_logits(hf_model, ids)
+    expected = hf_logits(hf_model, ids)
     assert relative_error(Runner(model).full(ids), expected) <= TOLERANCE
     reloaded = transformers.NemotronHForCausalLM.from_pretrained(tmp_path / "export").eval()
-    np.testing.assert_array_equal(hf_full_logits(reloaded, ids), expected)
+    np.testing.assert_array_equal(hf_logits(reloaded, ids), expected)
 
     prompt_len = int(rng.integers(1, length))
     runner = Runner(model if has_attention else exact)
@@ -95,7 +81,7 @@ def test_random_shape_matches_transformers(seed, tmp_path):
     prefill, cache = runner.extend(ids[:, :prompt_len], cache)
     decoded, _ = runner.decode(cache, ids[:, prompt_len:])
     expected = (hf_cached_decode_logits(hf_model, ids, prompt_len) if has_attention
-                else hf_full_logits(hf_model, ids))
+                else hf_logits(hf_model, ids))
     assert relative_error(np.concatenate([prefill, decoded], axis=1), expected) <= TOLERANCE
 
     def ragged(rows, longest):

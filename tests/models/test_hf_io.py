@@ -8,18 +8,11 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from grpo_jax.models import CheckpointError, load_hf_model, save_hf_model
 from grpo_jax.models.hf_io import INDEX_FILE
-from tests.models.helpers import hf_logits
-
-
-def _tensors(path) -> dict[str, np.ndarray]:
-    tensors = {}
-    for file in sorted(pathlib.Path(path).glob("*.safetensors")):
-        tensors.update(load_file(file))
-    return tensors
+from tests.models.helpers import hf_logits, safetensors_tensors
 
 
 def _params(model) -> dict:
@@ -31,7 +24,8 @@ def _rewrite(source, target, edit) -> pathlib.Path:
     target = pathlib.Path(target)
     target.mkdir()
     shutil.copy(pathlib.Path(source) / "config.json", target / "config.json")
-    save_file(edit(_tensors(source)), str(target / "model.safetensors"), metadata={"format": "pt"})
+    save_file(edit(safetensors_tensors(source)), str(target / "model.safetensors"),
+              metadata={"format": "pt"})
     return target
 
 
@@ -42,7 +36,7 @@ def tiny_model(hf_tiny):
 
 def test_import_then_export_is_bit_exact(hf_tiny, tiny_model, tmp_path):
     save_hf_model(tiny_model, tmp_path)
-    original, exported = _tensors(hf_tiny[1]), _tensors(tmp_path)
+    original, exported = safetensors_tensors(hf_tiny[1]), safetensors_tensors(tmp_path)
     assert sorted(exported) == sorted(original)
     assert all(name.startswith(("backbone.", "lm_head.")) for name in exported)
     for name, tensor in original.items():
@@ -75,7 +69,7 @@ def test_bfloat16_checkpoint_round_trips_in_bfloat16(hf_tiny, tmp_path):
     model = load_hf_model(tmp_path / "in", param_dtype=jnp.bfloat16, compute_dtype=jnp.bfloat16)
     assert model.embedding[...].dtype == jnp.bfloat16
     save_hf_model(model, tmp_path / "out")
-    original, exported = _tensors(tmp_path / "in"), _tensors(tmp_path / "out")
+    original, exported = safetensors_tensors(tmp_path / "in"), safetensors_tensors(tmp_path / "out")
     for name, tensor in original.items():
         assert exported[name].tobytes() == tensor.tobytes(), name
 
