@@ -8,8 +8,7 @@ checkpoint). Per shape (batch x length), three paths:
 * forward: the whole-sequence forward to float32 logits (training / prefill);
 * forward + backward: mean next-token cross-entropy and the gradient of every parameter
   (transformers: `model(ids, labels=ids).loss.backward()`, the same loss), compiled with the
-  XLA options the trainer's update uses for micro-batches of that many rows
-  (`xla_options.update_compiler_options`);
+  XLA options the trainer's update uses (`xla_options.update_compiler_options`);
 * decode step: one cached token per row after a prompt of `length` tokens.
 
 Times are medians of --runs calls after a warm-up call (which includes our compilation, reported
@@ -51,7 +50,7 @@ def compare_shape(hf, model, batch: int, length: int, runs: int) -> list[list]:
     forward = jax.jit(lambda state, ids: nnx.merge(graphdef, state)(ids))
     value_and_grad = jax.jit(jax.value_and_grad(
         lambda state, ids: next_token_loss(nnx.merge(graphdef, state)(ids), ids)),
-        compiler_options=update_compiler_options(jax.default_backend(), batch))
+        compiler_options=update_compiler_options(jax.default_backend()))
 
     @jax.jit
     def decode_step(state, cache, token_B1):

@@ -133,7 +133,7 @@ def plan(pattern: str, layout: str, seq: int, micro_batch: int, remat: str = "no
         learner, state, batch = abstract_step(config, mesh, seq, micro_batch)
         options = (xla_options.memory_plan_compiler_options(jax.default_backend())
                    if target == "cpu" else {})
-        compiled = learner.update_function(batch, options).lower(state, batch).compile()
+        compiled = learner.update_function(options).lower(state, batch).compile()
     m = compiled.memory_analysis()
     return dict(argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
                 alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,

@@ -145,8 +145,8 @@ class Learner:
         self._logprobs = jax.jit(
             self._logprobs_program,
             in_shardings=None if state_shardings is None else (state_shardings.params, None, None))
-        # One jitted update per set of compiler options (`xla_options.update_compiler_options`
-        # depends on the micro-batch size), made on first use.
+        # One jitted update per set of compiler options (`xla_options.update_compiler_options`,
+        # or a caller's own through `update_function`), made on first use.
         self._update_jits = {}
         self._update_shardings = dict(
             in_shardings=None if state_shardings is None else (state_shardings, None),
@@ -236,18 +236,15 @@ class Learner:
         loss_mask (M, b, K); for GRPO also advantages (M, b) and old_logprobs (M, b, K), optionally
         sampler_logprobs and reference_logprobs (M, b, K), all at `positions`.
         """
-        return self.update_function(batch)(state, batch)
+        return self.update_function()(state, batch)
 
-    def update_function(self, batch, compiler_options: dict[str, str] | None = None
-                        ) -> jax.stages.Wrapped:
-        """The jitted update for a batch of this micro-batch size (`update` calls it; `lower` it
-        to inspect the compiled program). `compiler_options`: None for the ones measured fastest
-        on this backend at this micro-batch size (`xla_options`), else exactly these ({} for
-        XLA's defaults)."""
+    def update_function(self, compiler_options: dict[str, str] | None = None) -> jax.stages.Wrapped:
+        """The jitted update (`update` calls it; `lower` it to inspect the compiled program).
+        `compiler_options`: None for the ones measured fastest on this backend (`xla_options`),
+        else exactly these ({} for XLA's defaults)."""
         options = compiler_options
         if options is None:
-            options = xla_options.update_compiler_options(jax.default_backend(),
-                                                          int(np.shape(batch["tokens"])[1]))
+            options = xla_options.update_compiler_options(jax.default_backend())
         key = tuple(sorted(options.items())) if options else ()
         if key not in self._update_jits:
             self._update_jits[key] = jax.jit(self._update_program, donate_argnums=(0,),

@@ -24,22 +24,19 @@ CPU_DECODE_COMPILER_OPTIONS = {
     "xla_disable_hlo_passes": "tree_reduction_rewriter",
 }
 
-# The trainer's update program when a micro-batch holds ONE row: YNNPACK reductions (XLA's default
-# YNN fusions are reductions and individual dots) reduce over axis 1 of a (1, T, ...) array ~20-45x
-# slower than of (2, T/2, ...) (sum over T of a (1, 1024, 16, 32) product: 6.1 ms, 0.26 ms
-# without YNN), and the backward pass reduces every conv / norm / bias gradient that way.
-# Keeping only the individual dots: Learner.update 1.54x faster at 2 micro-batches of 1 x 1024,
-# 1.59x at 4 of 1 x 512; at micro-batches of 2 rows 0.95x, and the no-gradient log-prob forward
-# 0.66-0.79x at one row, so neither gets it.
-CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS = {
-    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
-}
-
-
-# XLA's own fusions only, no YNNPACK library fusions: what the compile-only memory plan of the 9B
-# step (benchmarks/memory_plan.py) compiles with, since a GPU compiles XLA fusions too. At XLA:CPU's
-# defaults YNNPACK's fusions raised that plan's temporaries (tensor 8, sequence 8192, no remat)
-# from 45.7 to 83.2 GiB per device; the trainer's one-row option set gave 45.5.
+# XLA's own fusions only, no YNNPACK library fusions. (1) The trainer's update program, at every
+# micro-batch size: YNNPACK's reductions are pathological over a non-minor axis, and the backward
+# pass has many (a one-row micro-batch reduces its conv / norm / bias gradients over axis 1 of a
+# (1, T, ...) array, ~20-45x slower than without YNNPACK; the SSD's C·B gradient sums a
+# (b, G, H, C, Q, Q) product over H: 57 ms per micro-batch of the tiny model at 32 x 512, for
+# 34 MB read). `benchmarks/bench_update_cpu.py`, Learner.update with XLA's defaults / with these:
+# the tiny model (the one the CPU run trains) 1.11-1.16x at 64 x 512 and 64 x 256 in micro-batches
+# of 8 and 32 rows; the CPU benchmark model 1.76x at one row, 0.98-1.06x at 2 to 16 rows
+# (docs/performance.md). The no-gradient log-prob forward keeps XLA's defaults (0.66-0.79x slower
+# without YNNPACK dots at one row). (2) The compile-only memory plan of the 9B step
+# (benchmarks/memory_plan.py), since a GPU compiles XLA fusions too: at XLA:CPU's defaults
+# YNNPACK's fusions raised that plan's temporaries (tensor 8, sequence 8192, no remat) from 45.7
+# to 83.2 GiB per device.
 CPU_XLA_FUSIONS_ONLY = {
     "xla_cpu_experimental_ynn_fusion_type": "",
 }
@@ -65,12 +62,9 @@ def decode_compiler_options(backend: str) -> dict[str, str] | None:
     return _if_supported(CPU_DECODE_COMPILER_OPTIONS) if backend == "cpu" else None
 
 
-def update_compiler_options(backend: str, micro_batch_size: int) -> dict[str, str] | None:
-    """The options the trainer's update program compiles with for micro-batches of
-    `micro_batch_size` rows on `backend` (None: defaults)."""
-    if backend != "cpu" or micro_batch_size != 1:
-        return None
-    return _if_supported(CPU_SINGLE_ROW_UPDATE_COMPILER_OPTIONS)
+def update_compiler_options(backend: str) -> dict[str, str] | None:
+    """The options the trainer's update program compiles with on `backend` (None: defaults)."""
+    return _if_supported(CPU_XLA_FUSIONS_ONLY) if backend == "cpu" else None
 
 
 def memory_plan_compiler_options(backend: str) -> dict[str, str]:

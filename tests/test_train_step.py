@@ -64,7 +64,7 @@ def test_micro_batch_split_does_not_change_the_update(model_and_batch, sft):
             batch["old_logprobs"] = np.asarray(old)
         state, metrics = learner.update(learner.init_state(jax.tree.map(jnp.copy, params)), batch)
         assert learner._update_jits.keys() == {tuple(sorted((xla_options.update_compiler_options(
-            jax.default_backend(), micro_batch_size) or {}).items()))}
+            jax.default_backend()) or {}).items()))}
         results.append((jax.tree.map(np.asarray, state.params), float(metrics["loss"])))
     (params_a, loss_a), *others = results
     for params_b, loss_b in others:
@@ -76,17 +76,16 @@ def test_micro_batch_split_does_not_change_the_update(model_and_batch, sft):
 
 
 def test_explicit_compiler_options_compile_a_program_of_their_own(model_and_batch):
-    """`update_function(batch, options)` (the memory plan's way in) compiles with exactly those
-    options beside the default program, and computes the same update."""
+    """`update_function(options)` (the memory plan's way in) compiles with exactly those options
+    beside the default program, and computes the same update."""
     graphdef, params, tokens, mask = model_and_batch
     learner = Learner(graphdef, optax.sgd(1.0), LossConfig(logprob_chunk=8, sft=True))
     batch = make_update_batch(tokens, mask, 1, position_multiple=8)
     state = learner.init_state(params)
-    explicit = xla_options.memory_plan_compiler_options(jax.default_backend())
+    explicit = {}   # XLA's defaults: on CPU not the update's own options
     updates = [jax.tree.map(np.asarray, function(jax.tree.map(jnp.copy, state), batch)[0].params)
-               for function in (learner.update_function(batch),
-                                learner.update_function(batch, explicit))]
-    default = xla_options.update_compiler_options(jax.default_backend(), 1) or {}
+               for function in (learner.update_function(), learner.update_function(explicit))]
+    default = xla_options.update_compiler_options(jax.default_backend()) or {}
     assert learner._update_jits.keys() == {tuple(sorted(default.items())),
                                            tuple(sorted(explicit.items()))}
     for a, b in zip(*map(jax.tree.leaves, updates)):

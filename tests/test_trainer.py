@@ -83,7 +83,7 @@ def test_the_update_returns_the_state_sharded_as_it_was_made(small_run_config, t
         stacked["old_logprobs"] = stacked["sampler_logprobs"]
         state_bytes = sum(x.nbytes for x in jax.tree.leaves(run.state))
         with jax.set_mesh(run.mesh):
-            compiled = run.learner.update_function(stacked).lower(run.state, stacked).compile()
+            compiled = run.learner.update_function().lower(run.state, stacked).compile()
             run.state, _ = run.learner.update(run.state, stacked)
         assert specs(compiled.output_shardings[0]) == before
         assert specs(run.state.shardings()) == before
