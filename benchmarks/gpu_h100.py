@@ -126,10 +126,12 @@ from grpo_jax import compile_log  # noqa: E402
 # Seconds each section is expected to take on an H100 (compiles included): ~1.5x what it took on
 # the H100 of 2026-11-27 (docs/measurements/h100_2026-11-27/), and whether it may be skipped to
 # save the budget for later ones. train and profile_train have 15 s and 5 s more since the
-# attention's key-prefix groups (8 attention shapes to compile and autotune instead of 1).
+# attention's key-prefix groups (8 attention shapes to compile and autotune instead of 1); prefill
+# 15 s more since its pieces attend to buckets of their lengths (3 programs for 16k instead of 1,
+# and a warm-up call of the 16k prompt).
 ESTIMATE_S = {"ceilings": 10, "decode_attention": 30, "decode_16": 35, "decode_64": 30,
               "decode_16_deferred": 35, "decode_64_deferred": 30, "decode_16_fused_in_proj": 35,
-              "decode_model_16": 15, "prefill": 30, "decode_256": 30, "train": 95, "grpo": 40,
+              "decode_model_16": 15, "prefill": 45, "decode_256": 30, "train": 95, "grpo": 40,
               "train_cudnn": 45, "train_blocks": None,  # set in main: rows asked for x per row
               "profile_decode_64": 25, "profile_train": 45}
 TRAIN_BLOCK_ROW_S = 35

@@ -7,10 +7,12 @@ the work, each over a donated `SamplerState` that carries the model's hybrid cac
 * `extend` appends a ragged block of tokens per row (prefill is `extend` on an empty cache;
   a tool response plus chat glue is `extend` on a live cache, without recomputing the history);
 * `decode` runs `lax.scan` over `decode_chunk` steps; a Python loop calls chunks until every row
-  has stopped or spent its budget, so a batch exits early instead of running to the maximum.
-  Attention reads only a power-of-two bucket of the KV buffer that covers the longest live row
-  (at least `min_attend_bucket`), so a step's reads follow the tokens held, not the buffer size;
+  has stopped or spent its budget, so a batch exits early instead of running to the maximum;
 * `gather_rows` selects / repeats rows (one prefill per prompt, then G copies of its cache).
+
+Extend and decode attend only to a power-of-two bucket of the KV buffer that covers the longest
+row they write (at least `min_attend_bucket`), so their work follows the tokens held, not the
+buffer size.
 
 Sampling controls (temperature, top-p, top-k, stop ids, budgets) are per-row arrays, so changing
 them never recompiles. Shapes come from a small set of buckets (batch, block length, cache length)
@@ -51,11 +53,11 @@ class SamplerConfig:
     prefill_chunk: int = 2048       # longer blocks are appended in pieces of this many tokens
     cache_multiple: int = 128       # cache lengths are rounded up to a multiple of this
     max_stop_ids: int = 8           # stop-id slots per row (more are rounded up to a multiple)
-    # Decode attends to the first `bucket` KV positions, bucket = the next power of two >= the
-    # longest live row + decode_chunk, at least this, at most the cache length. Each bucket is
-    # one decode program (logged); at 16 KiB of bf16 KV per token (9B), 1024 positions of a
-    # batch of 16 are ~1% of the weight bytes a step reads, so smaller buckets would only add
-    # programs.
+    # Decode and extend attend to the first `bucket` KV positions, bucket = the next power of two
+    # >= the longest row they write (for decode: live row + decode_chunk), at least this, at most
+    # the cache length. Each bucket is one program per shape (logged); at 16 KiB of bf16 KV per
+    # token (9B), 1024 positions of a batch of 16 are ~1% of the weight bytes a decode step
+    # reads, so smaller buckets would only add programs.
     min_attend_bucket: int = 1024
     # How a decode chunk updates the Mamba states: "per_step" reads and writes every state at
     # every step; "deferred" only reads them during the chunk and writes the chunk's updates once
@@ -236,9 +238,10 @@ def _row_keys(seed, row_ids_B):
 # ----------------------------------------------------------------------------- jitted programs
 
 
-def _extend_program(graphdef, params, state: SamplerState, tokens_BT, num_valid_B):
+def _extend_program(graphdef, attend_len, params, state: SamplerState, tokens_BT, num_valid_B):
     model = nnx.merge(graphdef, params)
-    hidden_BTD, cache = model.forward(tokens_BT, cache=state.cache, num_valid_B=num_valid_B)
+    hidden_BTD, cache = model.forward(tokens_BT, cache=state.cache, num_valid_B=num_valid_B,
+                                      attend_len=attend_len)
     last_B = jnp.maximum(num_valid_B - 1, 0)
     hidden_BD = jnp.take_along_axis(hidden_BTD, last_B[:, None, None], axis=1)[:, 0]
     logits_BV = model.logits(hidden_BD).astype(jnp.float32)
@@ -366,8 +369,9 @@ class Sampler:
         self.graphdef = graphdef
         self.config = config
         compile_log.install()
-        self._extend = jax.jit(functools.partial(_extend_program, graphdef), donate_argnums=(1,))
-        # One jitted function per attend bucket (a static argument): jit caches per bucket.
+        # One program per attend bucket (a static argument): jit caches per bucket.
+        self._extend = jax.jit(functools.partial(_extend_program, graphdef), static_argnums=(0,),
+                               donate_argnums=(2,))
         self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk,
                                                  config.ssm_decode_update, graphdef),
                                static_argnums=(0,), donate_argnums=(2,),
@@ -441,8 +445,8 @@ class Sampler:
                     f"row {row}: {lengths[row]} cached + {len(block)} new tokens exceed the cache "
                     f"length {capacity}")
         offset = 0
-        longest = max(len(b) for b in blocks)
-        while offset < longest:
+        longest_block = max(len(b) for b in blocks)
+        while offset < longest_block:
             piece = [b[offset:offset + self.config.prefill_chunk] for b in blocks]
             # At most the cache's length: a block that fits the cache fits its widest program.
             width = min(self.block_bucket(max(len(p) for p in piece)), capacity)
@@ -451,8 +455,14 @@ class Sampler:
             for row, p in enumerate(piece):
                 tokens_BT[row, :len(p)] = p
                 num_valid_B[row] = len(p)
-            with compile_log.CompileWatch(f"sampler.extend[B={batch},T={width}]"):
-                state = self._extend(params, state, tokens_BT, num_valid_B)
+            # Attention reads the KV buffers only up to a bucket of the longest row that appends
+            # (rows that append nothing are left alone whatever they hold), as decoding does: a
+            # tool response appended to rows of a few thousand tokens does not attend to a 32k
+            # buffer.
+            lengths = lengths + num_valid_B
+            attend = self.attend_bucket(int(np.max(np.where(num_valid_B > 0, lengths, 0))), capacity)
+            with compile_log.CompileWatch(f"sampler.extend[B={batch},T={width},attend={attend}]"):
+                state = self._extend(attend, params, state, tokens_BT, num_valid_B)
             offset += self.config.prefill_chunk
         return state
 

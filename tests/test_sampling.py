@@ -84,6 +84,30 @@ def test_extend_then_decode_equals_longer_prefill(exact_model, sampler):
     np.testing.assert_allclose(np.array(split_run.logprobs[:3]), np.array(whole_run.logprobs[:3]), atol=1e-5)
 
 
+def test_extend_attends_only_to_a_bucket_of_the_rows_it_writes(exact_model, caplog):
+    """Into a 512-position cache, an extend whose writing rows end by position 16 compiles with a
+    16-position attend bucket and gives the logits of attending to the whole buffer; a row that
+    holds more than the bucket but appends nothing comes back bit for bit."""
+    graphdef, params = nnx.split(exact_model)
+    long_row, short_row = list(range(3, 43)), [5, 6, 7, 8, 9]
+    block = [11, 12, 13, 14, 15, 16, 17]
+    host = lambda state: jax.tree.map(np.asarray, (state.cache, state.next_logits_BV))  # noqa: E731
+    states = {}
+    for bucket in (16, 512):
+        sampler = Sampler(graphdef, SamplerConfig(min_block_bucket=8, cache_multiple=512,
+                                                  min_attend_bucket=bucket))
+        state = sampler.prefill(params, [long_row, short_row], max_len=512, seed=0)
+        before = host(state)
+        with caplog.at_level("INFO", logger="grpo_jax.compile"):
+            states[bucket] = host(sampler.extend(params, state, [None, block]))
+    assert "sampler.extend[B=2,T=8,attend=16]" in caplog.text
+    assert "sampler.extend[B=2,T=8,attend=512]" in caplog.text
+    np.testing.assert_allclose(states[16][1], states[512][1], atol=1e-6, rtol=0)
+    for leaf_before, leaf_after in zip(jax.tree.leaves(before), jax.tree.leaves(states[16])):
+        np.testing.assert_array_equal(leaf_after[0], leaf_before[0])
+    assert states[16][0].lengths_B.tolist() == [40, 12]
+
+
 def test_multi_turn_cache_holds_exactly_the_trajectory(exact_model, sampler):
     """decode → extend (a ragged block on some rows only) → decode: the next-token log-probs equal
     the full forward over prompt + generated + appended tokens."""
