@@ -369,7 +369,7 @@ class Sampler:
         self.graphdef = graphdef
         self.config = config
         compile_log.install()
-        # One program per attend bucket (a static argument): jit caches per bucket.
+        # Extend and decode: one program per attend bucket (a static argument), cached by jit.
         self._extend = jax.jit(functools.partial(_extend_program, graphdef), static_argnums=(0,),
                                donate_argnums=(2,))
         self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk,
