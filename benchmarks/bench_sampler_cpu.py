@@ -54,7 +54,7 @@ from flax import nnx  # noqa: E402
 from grpo_jax import compile_log  # noqa: E402
 from grpo_jax.models import load_hf_model  # noqa: E402
 from grpo_jax.sampling import Sampler, SamplerConfig, generate  # noqa: E402
-from grpo_jax.xla_options import decode_compiler_options  # noqa: E402
+from grpo_jax.xla_options import sampler_compiler_options  # noqa: E402
 
 
 def main():
@@ -119,7 +119,7 @@ def main():
                                    eos_token_id=None, pad_token_id=0, **extra)
         return run
 
-    @functools.partial(jax.jit, compiler_options=decode_compiler_options(jax.default_backend()))
+    @functools.partial(jax.jit, compiler_options=sampler_compiler_options(jax.default_backend()))
     def model_steps_only(params, cache, token_B1):
         """The floor under the loop: `new` one-token forwards, no sampling or bookkeeping."""
         step_model = nnx.merge(graphdef, params)

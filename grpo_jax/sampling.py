@@ -34,7 +34,7 @@ from flax import nnx
 from grpo_jax import compile_log
 from grpo_jax.distributed import host_array
 from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
-from grpo_jax.xla_options import decode_compiler_options
+from grpo_jax.xla_options import sampler_compiler_options
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -370,12 +370,12 @@ class Sampler:
         self.config = config
         compile_log.install()
         # Extend and decode: one program per attend bucket (a static argument), cached by jit.
+        options = sampler_compiler_options(jax.default_backend())
         self._extend = jax.jit(functools.partial(_extend_program, graphdef), static_argnums=(0,),
-                               donate_argnums=(2,))
+                               donate_argnums=(2,), compiler_options=options)
         self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk,
                                                  config.ssm_decode_update, graphdef),
-                               static_argnums=(0,), donate_argnums=(2,),
-                               compiler_options=decode_compiler_options(jax.default_backend()))
+                               static_argnums=(0,), donate_argnums=(2,), compiler_options=options)
         # Gathering into the same batch size reuses the old buffers; a different size cannot (and
         # donating would only warn), so that case has its own function.
         self._gather_in_place = jax.jit(_gather_program, donate_argnums=(0,))

@@ -14,12 +14,15 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# The sampler's decode program (batch 16, hidden 256, CPU sampler benchmark): YNNPACK's fused
-# reductions and dots, and the tree-reduction rewrite (which splits every reduction over more than
-# 32 elements into a reduce-window and a reduce, so the product feeding it, e.g. the SSM readout
-# state * C, is written out instead of fused), cost ~20% of a decode step. Prefill measured the
-# same with and without them, so only decode gets them.
-CPU_DECODE_COMPILER_OPTIONS = {
+# The sampler's decode and extend programs. Decode (batch 16, hidden 256, CPU sampler benchmark):
+# YNNPACK's fused reductions and dots, and the tree-reduction rewrite (which splits every reduction
+# over more than 32 elements into a reduce-window and a reduce, so the product feeding it, e.g. the
+# SSM readout state * C, is written out instead of fused), cost ~20% of a decode step. Extend
+# (prefill and continuations), in one process, alternating, default / with these: the tiny model
+# at 64 rows, prompts of 150-250 tokens then three blocks of 20-60, prefill 1.13x, blocks 1.27x;
+# the CPU benchmark model at 16 rows 1.14x / 1.10x, at 2 rows of 1,125-1,500 tokens 1.24x / 1.13x
+# (docs/performance.md).
+CPU_SAMPLER_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "",
     "xla_disable_hlo_passes": "tree_reduction_rewriter",
 }
@@ -57,9 +60,10 @@ def _if_supported(options: dict[str, str]) -> dict[str, str] | None:
     return dict(options) if _supported(tuple(sorted(options.items()))) else None
 
 
-def decode_compiler_options(backend: str) -> dict[str, str] | None:
-    """The options the sampler's decode program compiles with on `backend` (None: defaults)."""
-    return _if_supported(CPU_DECODE_COMPILER_OPTIONS) if backend == "cpu" else None
+def sampler_compiler_options(backend: str) -> dict[str, str] | None:
+    """The options the sampler's decode and extend programs compile with on `backend` (None:
+    defaults)."""
+    return _if_supported(CPU_SAMPLER_COMPILER_OPTIONS) if backend == "cpu" else None
 
 
 def update_compiler_options(backend: str) -> dict[str, str] | None:

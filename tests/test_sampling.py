@@ -14,7 +14,7 @@ from grpo_jax.models import NemotronHConfig, load_hf_model
 from grpo_jax.models.nemotron_h import create_model
 from grpo_jax.sampling import (FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig, argmax_last,
                                draw_uniforms, generate, inverse_cdf, sample_tokens)
-from grpo_jax.xla_options import decode_compiler_options
+from grpo_jax.xla_options import sampler_compiler_options
 from tests.models.helpers import TINY_HF_CONFIG, make_hf_model, save_hf_model_dir
 
 PROMPTS = [[5, 17, 3, 44, 9, 21, 30], [8, 2], [61, 7, 7, 12, 90, 33, 14, 27, 50, 11, 3, 19, 4]]
@@ -92,18 +92,18 @@ def test_extend_attends_only_to_a_bucket_of_the_rows_it_writes(exact_model, capl
     long_row, short_row = list(range(3, 43)), [5, 6, 7, 8, 9]
     block = [11, 12, 13, 14, 15, 16, 17]
     host = lambda state: jax.tree.map(np.asarray, (state.cache, state.next_logits_BV))  # noqa: E731
-    states = {}
+    states, before = {}, {}
     for bucket in (16, 512):
         sampler = Sampler(graphdef, SamplerConfig(min_block_bucket=8, cache_multiple=512,
                                                   min_attend_bucket=bucket))
         state = sampler.prefill(params, [long_row, short_row], max_len=512, seed=0)
-        before = host(state)
+        before[bucket] = host(state)
         with caplog.at_level("INFO", logger="grpo_jax.compile"):
             states[bucket] = host(sampler.extend(params, state, [None, block]))
     assert "sampler.extend[B=2,T=8,attend=16]" in caplog.text
     assert "sampler.extend[B=2,T=8,attend=512]" in caplog.text
     np.testing.assert_allclose(states[16][1], states[512][1], atol=1e-6, rtol=0)
-    for leaf_before, leaf_after in zip(jax.tree.leaves(before), jax.tree.leaves(states[16])):
+    for leaf_before, leaf_after in zip(jax.tree.leaves(before[16]), jax.tree.leaves(states[16])):
         np.testing.assert_array_equal(leaf_after[0], leaf_before[0])
     assert states[16][0].lengths_B.tolist() == [40, 12]
 
@@ -402,7 +402,7 @@ def test_argmax_last_equals_numpy_argmax_with_ties_infinities_and_nans():
     expected = np.argmax(x_BV, axis=-1)
     assert expected[[1, 2, 3, 4, 5, 6, 7]].tolist() == [0, 5, 7, 0, 299, 0, 150]
     # As the decode program compiles it, too (its options change how reductions are emitted).
-    compiled = jax.jit(argmax_last, compiler_options=decode_compiler_options(jax.default_backend()))
+    compiled = jax.jit(argmax_last, compiler_options=sampler_compiler_options(jax.default_backend()))
     for fn in (argmax_last, compiled):
         got = np.asarray(fn(jnp.asarray(x_BV)))
         assert got.dtype == np.int32

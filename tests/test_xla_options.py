@@ -7,8 +7,8 @@ from grpo_jax import xla_options
 
 
 def test_options_by_backend_and_program():
-    assert xla_options.decode_compiler_options("gpu") is None
-    assert xla_options.decode_compiler_options("cpu") == xla_options.CPU_DECODE_COMPILER_OPTIONS
+    assert xla_options.sampler_compiler_options("gpu") is None
+    assert xla_options.sampler_compiler_options("cpu") == xla_options.CPU_SAMPLER_COMPILER_OPTIONS
     # The update and the memory plan compile with XLA's own fusions on CPU (see the module).
     assert xla_options.update_compiler_options("cpu") == xla_options.CPU_XLA_FUSIONS_ONLY
     assert xla_options.update_compiler_options("gpu") is None
@@ -18,7 +18,7 @@ def test_options_by_backend_and_program():
 
 
 @pytest.mark.parametrize("name, call", [
-    ("CPU_DECODE_COMPILER_OPTIONS", lambda: xla_options.decode_compiler_options("cpu")),
+    ("CPU_SAMPLER_COMPILER_OPTIONS", lambda: xla_options.sampler_compiler_options("cpu")),
     ("CPU_XLA_FUSIONS_ONLY", lambda: xla_options.update_compiler_options("cpu")),
 ])
 def test_rejected_options_fall_back_to_the_defaults_with_a_warning(monkeypatch, caplog, name, call):
