@@ -33,8 +33,8 @@ CPU_SAMPLER_COMPILER_OPTIONS = {
 # (1, T, ...) array, ~20-45x slower than without YNNPACK; the SSD's C·B gradient sums a
 # (b, G, H, C, Q, Q) product over H: 57 ms per micro-batch of the tiny model at 32 x 512, for
 # 34 MB read). `benchmarks/bench_update_cpu.py`, Learner.update with XLA's defaults / with these:
-# the tiny model (the one the CPU run trains) 1.11-1.16x at 64 x 512 and 64 x 256 in micro-batches
-# of 8 and 32 rows; the CPU benchmark model 1.76x at one row, 0.98-1.06x at 2 to 16 rows
+# the tiny model (the one the CPU run trains) 1.12-1.17x at 64 x 512 and 64 x 256 in micro-batches
+# of 8 and 32 rows; the CPU benchmark model 1.71x at one row, 0.99-1.07x at 2 to 16 rows
 # (docs/performance.md). The no-gradient log-prob forward keeps XLA's defaults (0.66-0.79x slower
 # without YNNPACK dots at one row). (2) The compile-only memory plan of the 9B step
 # (benchmarks/memory_plan.py), since a GPU compiles XLA fusions too: at XLA:CPU's defaults
