@@ -35,6 +35,7 @@ def main(argv):
     from grpo_jax import config_checks, distributed  # after flag parsing: JAX starts here
     try:
         config_checks.validate_distributed(config)  # before waiting for the other processes
+        distributed.set_cpu_devices(config.model.cpu_devices)
         distributed.initialize(config.distributed)
         config_checks.validate_config(config)       # device counts are global from here on
     except config_checks.ConfigError as error:

@@ -3,6 +3,7 @@
     python benchmarks/bench_sampler_cpu.py [--prompt 64] [--new 128] [--prompts 4] [--generations 4]
                                            [--rounds 5] [--decode-chunk 16]
                                            [--ssm-decode-update per_step|deferred|both]
+                                           [--cpu-devices -1]
 
 Both models hold the same random float32 weights (ours is imported from the transformers
 checkpoint). The batch is P prompts x G generations (the seed config: 4 x 4 = 16 rows), every
@@ -15,6 +16,11 @@ length). Rows:
 * the floor: a jitted `lax.scan` of `--new` one-token model forwards on the same rows, with no
   sampling, stop checks or cache bookkeeping (what the loop costs beyond the model itself),
   compiled with the sampler's decode options.
+
+`--cpu-devices` splits the host into XLA devices as `model.cpu_devices` does for a run (-1: one
+per core, a power of two, at most 8); with more than one, our model is placed on a data-parallel
+mesh over them, so every path splits its rows over the devices (`generate` finds the mesh from the
+parameters). transformers runs as it does, on torch's threads (as many as the cores).
 
 `--ssm-decode-update both` adds greedy and T=1 rows through a second sampler that defers the Mamba
 state writes to once per decode chunk (`SamplerConfig.ssm_decode_update`), in the same rounds.
@@ -51,7 +57,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from grpo_jax import compile_log  # noqa: E402
+from grpo_jax import compile_log, distributed, sharding  # noqa: E402
+from grpo_jax.models.cache import cache_shardings  # noqa: E402
 from grpo_jax.models import load_hf_model  # noqa: E402
 from grpo_jax.sampling import Sampler, SamplerConfig, generate  # noqa: E402
 from grpo_jax.xla_options import sampler_compiler_options  # noqa: E402
@@ -69,8 +76,14 @@ def main():
     parser.add_argument("--ssm-decode-update", default=SamplerConfig().ssm_decode_update,
                         choices=["per_step", "deferred", "both"],
                         help="the sampler's Mamba state update; both: also time the other one")
+    parser.add_argument("--cpu-devices", type=int, default=-1,
+                        help="XLA devices of the host (-1: one per core, as model.cpu_devices)")
     args = parser.parse_args()
     batch = args.prompts * args.generations
+    devices = distributed.set_cpu_devices(args.cpu_devices)
+    if batch % devices:
+        parser.error(f"--prompts x --generations = {batch} rows do not split over {devices} devices")
+    mesh = sharding.make_mesh(data=devices)
 
     print(machine_line())
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
@@ -78,17 +91,18 @@ def main():
     print(f"config {BENCH_HF_CONFIG}")
     print(f"batch {args.prompts} prompts x {args.generations} = {batch} rows, prompt {args.prompt} "
           f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, SSM decode update "
-          f"{args.ssm_decode_update}, float32, median of "
+          f"{args.ssm_decode_update}, float32, our rows split over {devices} data-parallel "
+          f"device(s), median of "
           f"{args.rounds} interleaved rounds after a warm-up call of each path\n")
 
     torch.manual_seed(0)
     hf = transformers.NemotronHForCausalLM(transformers.NemotronHConfig(**BENCH_HF_CONFIG)).eval()
     with tempfile.TemporaryDirectory() as path:
         hf.save_pretrained(path)
-        model = load_hf_model(path)
+        model = load_hf_model(path, mesh=mesh)
     graphdef, params = nnx.split(model)
     first_update = "per_step" if args.ssm_decode_update == "both" else args.ssm_decode_update
-    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk,
+    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk, batch_multiple=devices,
                                               ssm_decode_update=first_update))
 
     rng = np.random.default_rng(0)
@@ -104,10 +118,11 @@ def main():
         return run
 
     def ours_rollout():
-        state = sampler.prefill(params, distinct.tolist(), args.prompt + new, seed=1)
-        state = sampler.gather_rows(state, np.repeat(np.arange(args.prompts), args.generations),
-                                    seed=1)
-        return sampler.decode(params, state, new, rows=range(batch), temperature=1.0)
+        with jax.set_mesh(mesh):
+            state = sampler.prefill(params, distinct.tolist(), args.prompt + new, seed=1)
+            state = sampler.gather_rows(state, np.repeat(np.arange(args.prompts), args.generations),
+                                        seed=1)
+            return sampler.decode(params, state, new, rows=range(batch), temperature=1.0)
 
     def theirs(sample: bool):
         extra = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0) if sample else dict(
@@ -134,16 +149,20 @@ def main():
         return max_logit_NB
 
     step_cache = model.init_cache(batch, args.prompt + new)
-    step_token_B1 = jnp.zeros((batch, 1), jnp.int32)
+    step_cache = jax.device_put(step_cache, cache_shardings(step_cache, mesh))
+    step_token_B1 = jax.device_put(jnp.zeros((batch, 1), jnp.int32),
+                                   sharding.logical_sharding(("batch", None), mesh, (batch, 1)))
 
     def ours_model_steps():
-        return jax.block_until_ready(model_steps_only(params, step_cache, step_token_B1))
+        with jax.set_mesh(mesh):
+            return jax.block_until_ready(model_steps_only(params, step_cache, step_token_B1))
 
     our_paths = {"greedy": ours(0.0), "T=1": ours(1.0),
                  "rollout: prefill P, gather to PxG, T=1": ours_rollout,
                  "model steps only (scan of forwards, no sampling)": ours_model_steps}
     if args.ssm_decode_update == "both":
         deferred_sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk,
+                                                           batch_multiple=devices,
                                                            ssm_decode_update="deferred"))
         our_paths.update({"greedy [deferred SSM writes]": ours(0.0, deferred_sampler),
                           "T=1 [deferred SSM writes]": ours(1.0, deferred_sampler)})

@@ -220,8 +220,12 @@ def validate_config(config, device_count: int | None = None) -> None:
 
 
 def validate_distributed(config) -> None:
-    """The `distributed` section alone: the launcher checks it before joining the coordinator
-    (a wrong process id or count would otherwise wait there, or fail deep inside JAX)."""
+    """What the launcher reads before JAX starts: the `distributed` section, checked before
+    joining the coordinator (a wrong process id or count would otherwise wait there, or fail deep
+    inside JAX), and `model.cpu_devices`."""
+    cpu_devices = _get(config, "model.cpu_devices")
+    if not isinstance(cpu_devices, int) or isinstance(cpu_devices, bool) or (cpu_devices < 1 and cpu_devices != -1):
+        _fail("model.cpu_devices", cpu_devices, "a positive integer, or -1 (one per core, a power of two, at most 8)")
     if not config.distributed.enabled:
         return
     if not config.distributed.coordinator_address:

@@ -20,6 +20,7 @@ so a run compiles a bounded number of programs; `grpo_jax.compile_log` reports e
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -30,10 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
 
 from grpo_jax import compile_log
 from grpo_jax.distributed import host_array
 from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
+from grpo_jax.sharding import batch_shards
 from grpo_jax.xla_options import sampler_compiler_options
 
 FINISH_STOP = "stop"
@@ -116,9 +119,14 @@ class DecodeResult:
 # ----------------------------------------------------------------------------- sampling math
 
 
-def sample_tokens(logits_BV, uniform_B, temperature_B, top_p_B, top_k_B):
+def sample_tokens(logits_BV, uniform_B, temperature_B, top_p_B, top_k_B, *, all_greedy=None,
+                  needs_filter=None):
     """Draws one token per row from softmax(logits / T) restricted to the top-k / top-p set,
     given one uniform number in [0, 1) per row (`draw_uniforms`).
+
+    `all_greedy` (every temperature is 0) and `needs_filter` (some row has top-p < 1 or
+    top-k > 0) are computed from the controls when not given; the decode program passes them in
+    from the host, so a batch sharded over devices needs no all-reduce to know them.
 
     temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off. Filtering sorts the
     vocabulary, which only runs when some row asks for it, and a batch of greedy rows skips the
@@ -150,12 +158,16 @@ def sample_tokens(logits_BV, uniform_B, temperature_B, top_p_B, top_k_B):
         choice_B = inverse_cdf(jnp.where(keep_BV, probs_BV, 0.0), uniform_B)
         return jnp.take_along_axis(order_BV, choice_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
-    def sampled():
+    if all_greedy is None:
+        all_greedy = jnp.all(greedy_B)
+    if needs_filter is None:
         needs_filter = jnp.any((top_p_B < 1.0) | (top_k_B > 0))
+
+    def sampled():
         return jax.lax.cond(needs_filter, filtered, unfiltered)
 
     greedy_tokens_B = argmax_last(logits_BV)
-    sampled_B = jax.lax.cond(jnp.all(greedy_B), lambda: greedy_tokens_B, sampled)
+    sampled_B = jax.lax.cond(all_greedy, lambda: greedy_tokens_B, sampled)
     return jnp.where(greedy_B, greedy_tokens_B, sampled_B)
 
 
@@ -252,7 +264,7 @@ def _extend_program(graphdef, attend_len, params, state: SamplerState, tokens_BT
 def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: SamplerState,
                     controls, done_B, num_new_B):
     model = nnx.merge(graphdef, params)
-    temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B = controls
+    temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B, all_greedy, needs_filter = controls
     if ssm_update == "deferred":
         state = state.replace(cache=defer_ssm_updates(state.cache, num_steps))
 
@@ -262,7 +274,8 @@ def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: 
 
     def step(carry, uniform_B):
         state, done_B, num_new_B = carry
-        token_B = sample_tokens(state.next_logits_BV, uniform_B, temperature_B, top_p_B, top_k_B)
+        token_B = sample_tokens(state.next_logits_BV, uniform_B, temperature_B, top_p_B, top_k_B,
+                                all_greedy=all_greedy, needs_filter=needs_filter)
         logprob_B = token_logprobs(state.next_logits_BV, token_B)
         active_B = ~done_B
         num_new_B = num_new_B + active_B
@@ -333,7 +346,7 @@ def _token_ids(block, row: int, vocab: int) -> list[int]:
 def _seed(seed) -> jax.Array:
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed={seed!r}: expected an int in [0, 2**32)")
-    return jnp.uint32(seed)
+    return np.uint32(seed)   # a numpy scalar: under a mesh an eager jnp op took ~9 ms
 
 
 def _row_indices(rows, batch: int, name: str) -> np.ndarray:
@@ -505,15 +518,12 @@ class Sampler:
         start_lengths_B = host_array(state.lengths_B)
         room_B = capacity - start_lengths_B
         budget_B = np.where(active, np.minimum(requested_B, room_B), 0).astype(np.int32)
-        controls = (
-            _per_row(temperature, batch, "temperature", np.float32),
-            _per_row(top_p, batch, "top_p", np.float32),
-            _per_row(top_k, batch, "top_k", np.int32),
-            self._stop_table(stop_ids, batch),
-            budget_B,
-        )
-        _check_controls(budget=requested_B, temperature=controls[0], top_p=controls[1],
-                        top_k=controls[2])
+        temperature_B = _per_row(temperature, batch, "temperature", np.float32)
+        top_p_B = _per_row(top_p, batch, "top_p", np.float32)
+        top_k_B = _per_row(top_k, batch, "top_k", np.int32)
+        _check_controls(budget=requested_B, temperature=temperature_B, top_p=top_p_B, top_k=top_k_B)
+        controls = (temperature_B, top_p_B, top_k_B, self._stop_table(stop_ids, batch), budget_B,
+                    np.all(temperature_B <= 0), np.any((top_p_B < 1) | (top_k_B > 0)))
         done_B = budget_B <= 0
         num_new_B = np.zeros((batch,), np.int32)
         tokens = [[] for _ in range(batch)]
@@ -533,14 +543,15 @@ class Sampler:
             # host_array: with several processes the rows live on different hosts.
             token_KB, logprob_KB, active_KB, stopped_KB = host_array(outputs)
             done_B, num_new_B = host_array((done_dev, num_new_dev))
-            for k in range(token_KB.shape[0]):
-                for row in np.flatnonzero(active_KB[k]):
-                    tokens[row].append(int(token_KB[k, row]))
-                    logprobs[row].append(float(logprob_KB[k, row]))
-                    if stopped_KB[k, row]:
-                        finish[row] = FINISH_STOP
-                    elif len(tokens[row]) >= budget_B[row]:
-                        finish[row] = FINISH_LENGTH
+            # A row is active for a run of steps that ends at its stop token, if it met one.
+            for row in np.flatnonzero(active_KB.any(axis=0)):
+                steps_K = active_KB[:, row]
+                tokens[row].extend(token_KB[steps_K, row].tolist())
+                logprobs[row].extend(logprob_KB[steps_K, row].tolist())
+                if stopped_KB[steps_K, row].any():
+                    finish[row] = FINISH_STOP
+                elif len(tokens[row]) >= budget_B[row]:
+                    finish[row] = FINISH_LENGTH
         return state, DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish)
 
     def _stop_table(self, stop_ids, batch: int) -> np.ndarray:
@@ -566,10 +577,19 @@ class Sampler:
 
 
 @functools.lru_cache(maxsize=8)
-def _default_sampler(graphdef) -> Sampler:
-    """One default Sampler per model architecture, so repeated `generate` calls reuse its
-    compiled programs (a new Sampler would compile everything again)."""
-    return Sampler(graphdef)
+def _default_sampler(graphdef, batch_multiple: int) -> Sampler:
+    """One default Sampler per model architecture and data-parallel size, so repeated `generate`
+    calls reuse its compiled programs (a new Sampler would compile everything again)."""
+    return Sampler(graphdef, SamplerConfig(batch_multiple=batch_multiple))
+
+
+def _parameter_mesh(params) -> Mesh | None:
+    """The mesh the parameters are placed on, if it has more than one device."""
+    for leaf in jax.tree.leaves(params):
+        placement = getattr(leaf, "sharding", None)
+        if isinstance(placement, NamedSharding) and placement.mesh.size > 1:
+            return placement.mesh
+    return None
 
 
 @dataclasses.dataclass
@@ -590,10 +610,22 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, tempe
     prompt the new tokens (stop token included), their log-probs under the model at temperature
     1, the lengths and the finish reasons ("stop" or "length"). Identical prompts are prefilled
     once.
+
+    A model whose parameters are placed on a mesh (`load_hf_model(path, mesh=...)`) samples
+    under that mesh, rows split over its data-parallel devices (e.g. the cores of a CPU host, see
+    `distributed.set_cpu_devices`).
     """
     prompts = [_token_ids(p, row, model.config.vocab_size) for row, p in enumerate(prompts)]
     graphdef, params = nnx.split(model)
-    sampler = sampler or _default_sampler(graphdef)
+    mesh = _parameter_mesh(params)
+    sampler = sampler or _default_sampler(graphdef, 1 if mesh is None else batch_shards(mesh))
+    with contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh):
+        return _generate(sampler, params, prompts, max_new_tokens, temperature, top_p, top_k,
+                         stop_ids, seed, max_len)
+
+
+def _generate(sampler: Sampler, params, prompts, max_new_tokens, temperature, top_p, top_k,
+              stop_ids, seed, max_len: int | None) -> GenerateOutput:
     # No prompts: `prefill` says so.
     max_len = max_len or max((len(p) for p in prompts), default=0) + int(np.max(max_new_tokens))
     first_row = {}

@@ -128,6 +128,11 @@ def active_shard_count(name: str, size: int) -> int:
     return math.prod(mesh.shape[a] for a in axes)
 
 
+def batch_shards(mesh: Mesh) -> int:
+    """Into how many shards `mesh` splits a batch (the mesh axes of the "batch" rule)."""
+    return math.prod(mesh.shape[a] for a in LOGICAL_AXIS_RULES["batch"] if a in mesh.shape)
+
+
 def _variable_axes(path, variable: nnx.Variable) -> tuple:
     axes = variable.get_metadata().get("logical_axes")
     if axes is None:

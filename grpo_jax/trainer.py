@@ -106,6 +106,7 @@ class Trainer:
         if len(devices) < jax.device_count():
             logger.warning("the mesh uses %d of the %d devices", len(devices), jax.device_count())
         self.mesh = sharding.make_mesh(**sizes, devices=devices)
+        logger.info("mesh %s over %d %s devices", dict(self.mesh.shape), len(devices), devices[0].platform)
         compute_dtype = _DTYPES[m.precision]
         # Everything that can be checked without weights is checked before any weight is read or
         # any program compiled: the model's shapes against the mesh, the prompt against the budget.
@@ -156,7 +157,7 @@ class Trainer:
         if config.loss.reference_policy_kl_penalty > 0:
             self.reference_params = jax.tree.map(jnp.copy, params)
         self.sampler = Sampler(self.graphdef, SamplerConfig(
-            decode_chunk=config.generation.decode_chunk, batch_multiple=self.mesh.shape["data"] * self.mesh.shape["fsdp"],
+            decode_chunk=config.generation.decode_chunk, batch_multiple=sharding.batch_shards(self.mesh),
             min_block_bucket=config.generation.min_block_bucket, prefill_chunk=config.generation.prefill_chunk,
             cache_multiple=config.generation.cache_multiple,
             min_attend_bucket=config.generation.min_attend_bucket,

@@ -87,6 +87,7 @@ def _small_run_config(tiny_hf_dir):
     config = workplace.get_config("tiny")
     config.model.path = str(tiny_hf_dir)
     config.model.max_total_sequence_length = 1024
+    config.model.data_parallel_size = 1   # device 0 of the 8 fake ones; mesh tests set their own
     config.grpo.num_prompts_per_step = 2
     config.grpo.num_generations_per_prompt = 2
     config.grpo.max_num_steps = 3

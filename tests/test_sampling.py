@@ -2,6 +2,7 @@
 per-row stopping, no recompilation on new sampling controls, seeding, and a sharded mesh."""
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -440,3 +441,34 @@ def test_sampler_under_a_tensor_and_data_parallel_mesh(ssm_update):
         sampler = Sampler(graphdef, SamplerConfig(batch_multiple=4, ssm_decode_update=ssm_update))
         sharded = generate(model, PROMPTS, 8, temperature=0.0, sampler=sampler)
     assert sharded.tokens == single.tokens
+
+
+def test_data_parallel_decode_and_extend_need_no_collectives_and_generate_finds_the_mesh():
+    """One data shard per device (the CPU host's cores, `model.cpu_devices`): every row's
+    prefill, continuation and decoding stay on its device. Before, the KV-cache write all-gathered
+    every attention layer's keys, values and positions at every step, and the all-greedy /
+    needs-filter flags of the sampling were all-reduced per decode chunk."""
+    from grpo_jax import sharding
+
+    config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
+    prompts = PROMPTS + [[4 + row, 9, 2 * row + 1] for row in range(5)]  # 8 distinct prompts
+    single = generate(create_model(config, seed=4), prompts, 8, temperature=0.0)
+    mesh = sharding.make_mesh(data=8)
+    model = create_model(config, seed=4, mesh=mesh)
+    graphdef, params = nnx.split(model)
+    sampler = Sampler(graphdef, SamplerConfig(batch_multiple=8, decode_chunk=4))
+    compiled = {}
+    for name in ("_extend", "_decode"):
+        def spy(*args, _program=getattr(sampler, name), _name=name):
+            compiled.setdefault(_name, _program.lower(*args).compile().as_text())
+            return _program(*args)
+        setattr(sampler, name, spy)
+    sharded = generate(model, prompts, 8, temperature=0.0, sampler=sampler)  # no set_mesh here
+    assert sharded.tokens == single.tokens
+    assert set(compiled) == {"_extend", "_decode"}
+    for name, text in compiled.items():
+        assert "devices=[8" in text, f"{name} did not run on the mesh"
+        collectives = re.findall(r"\b(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)", text)
+        assert not collectives, f"{name} holds collectives {sorted(set(collectives))}"
+    # The default sampler of a model on a mesh splits its batch over the mesh's data shards.
+    assert generate(model, prompts[:3], 4, temperature=0.0).tokens == [t[:4] for t in single.tokens[:3]]

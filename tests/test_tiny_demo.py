@@ -1,7 +1,6 @@
 """The embedded default: the shipped tiny checkpoint runs two GRPO steps of the tiny preset through
 the real launcher, offline, and is the warm-started policy (it solves tasks, a random one does not)."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -9,7 +8,9 @@ import sys
 import pytest
 
 from configs import workplace
+from grpo_jax import distributed
 from grpo_jax.models import load_hf_model
+from tests.reliability.launching import environment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ASSET = REPO / workplace.get_config("tiny").model.path
@@ -32,9 +33,13 @@ def test_two_grpo_steps_of_the_tiny_preset_end_to_end(tmp_path):
             "--config.train.logprob_batch_size=16", "--config.grpo.val_at_start=False",
             "--config.validation.num_tasks=16", "--config.validation.batch_size=16",
             "--config.checkpoint.save_period=2"]
+    # The launcher picks its CPU devices as for a user (model.cpu_devices), not the tests' eight.
     result = subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=1200, env={**os.environ, "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"})
+                            timeout=1200, env={**environment(devices=None), "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-4000:]
+    # One data shard per CPU device, as many devices as the cores allow (model.cpu_devices = -1).
+    devices = distributed.cpu_device_count(-1)
+    assert f"mesh {{'data': {devices}, 'fsdp': 1, 'tensor': 1}} over {devices} cpu devices" in result.stderr
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     for record in records:

@@ -355,11 +355,12 @@ class Attention(nnx.Module):
             max_len = cache.keys.shape[1]
             valid_BT = jnp.arange(t)[None, :] < num_valid_B[:, None]
             write_pos_BT = jnp.where(valid_BT, query_pos_BT, max_len)
-            row_BT = jnp.broadcast_to(jnp.arange(b)[:, None], (b, t))
-            keys_BSKD = cache.keys.at[row_BT, write_pos_BT].set(
-                k_BTKD.astype(cache.keys.dtype), mode="drop")
-            values_BSKD = cache.values.at[row_BT, write_pos_BT].set(
-                v_BTKD.astype(cache.values.dtype), mode="drop")
+            # One scatter per row (vmap: the batch is a scatter batch dimension), so a batch
+            # sharded over devices writes its own rows; with explicit row indices the SPMD
+            # partitioner all-gathered every layer's new keys, values and indices at every step.
+            write = jax.vmap(lambda buf_SKD, pos_T, new_TKD: buf_SKD.at[pos_T].set(new_TKD, mode="drop"))
+            keys_BSKD = write(cache.keys, write_pos_BT, k_BTKD.astype(cache.keys.dtype))
+            values_BSKD = write(cache.values, write_pos_BT, v_BTKD.astype(cache.values.dtype))
             new_cache = constrain_layer_cache(AttentionLayerCache(keys_BSKD, values_BSKD))
             keys_BSKD, values_BSKD = new_cache.keys, new_cache.values
             if attend_len is not None and attend_len < max_len:

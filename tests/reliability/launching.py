@@ -33,11 +33,12 @@ def flags(config) -> list[str]:
     return [f"--config=configs/workplace.py:{config.preset}"] + out
 
 
-def environment(devices: int = 1) -> dict[str, str]:
-    """A launcher's environment: `devices` CPU devices (tests/conftest.py forces eight here)."""
+def environment(devices: int | None = 1) -> dict[str, str]:
+    """A launcher's environment: `devices` CPU devices (tests/conftest.py forces eight here), or
+    with None the launcher's own choice (`model.cpu_devices`)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
     xla = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", "")).strip()
-    if devices > 1:
+    if devices is not None:
         xla = f"{xla} --xla_force_host_platform_device_count={devices}".strip()
     env["XLA_FLAGS"] = xla
     return env

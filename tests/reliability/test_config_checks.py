@@ -73,6 +73,8 @@ INVALID = [
     ({"train.logprob_batch_size": 3}, "config.train.logprob_batch_size=3"),
     ({"model.data_parallel_size": -1},  # 8 data-parallel ways, micro-batches of 2
      "config.train.micro_batch_size=2 is invalid: expected a multiple of the 8 data-parallel ways"),
+    ({"model.cpu_devices": 0}, "config.model.cpu_devices=0 is invalid: expected a positive integer, or -1"),
+    ({"model.cpu_devices": -2}, "config.model.cpu_devices=-2"),
     ({"train.length_bucket": 0}, "config.train.length_bucket=0"),
     ({"train.logprob_chunk": 0}, "config.train.logprob_chunk=0"),
     ({"generation.temperature": -1.0}, "config.generation.temperature=-1.0"),
