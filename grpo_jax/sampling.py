@@ -343,7 +343,7 @@ def _token_ids(block, row: int, vocab: int) -> list[int]:
     return ids.tolist()
 
 
-def _seed(seed) -> jax.Array:
+def _seed(seed) -> np.uint32:
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed={seed!r}: expected an int in [0, 2**32)")
     return np.uint32(seed)   # a numpy scalar: under a mesh an eager jnp op took ~9 ms
