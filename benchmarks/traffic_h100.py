@@ -92,9 +92,10 @@ def compile_chunk(graphdef, params, mesh, batch: int, chunk: int, update: str, o
                                               params))
         state = state.replace(cache=on(cache_shardings(state.cache, mesh), state.cache))
         rows = lambda dtype: jax.ShapeDtypeStruct((batch,), dtype)  # noqa: E731
+        flag = jax.ShapeDtypeStruct((), jnp.bool_)  # all greedy, needs top-k / top-p filtering
         controls = on(replicated, (rows(jnp.float32), rows(jnp.float32), rows(jnp.int32),
                                    jax.ShapeDtypeStruct((batch, STOP_COLUMNS), jnp.int32),
-                                   rows(jnp.int32)))
+                                   rows(jnp.int32), flag, flag))
         program = jax.jit(functools.partial(sampling._decode_program, chunk, update, graphdef),
                           static_argnums=(0,), donate_argnums=(2,), compiler_options=options)
         with layers.use_in_proj_formulation("split"):
