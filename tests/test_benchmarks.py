@@ -195,6 +195,25 @@ def test_h100_compile_of_the_update_keeps_the_state_sharded_and_updates_it_in_pl
     assert m["temp"] < 2 * params
 
 
+def test_the_traffic_models_decode_chunk_compiles_on_the_host_backend():
+    """traffic_h100.py builds the decode program's arguments itself; its H100 test needs jax's
+    CUDA plugin, which CI lacks, so the same chunk of a small model is compiled here for the
+    host's CPU: a change of the program's signature fails in CI too (it once broke unseen)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import jax
+    from flax import nnx
+    import traffic_h100
+    from grpo_jax import sharding
+    from grpo_jax.models import NemotronH, NemotronHConfig
+
+    config = NemotronHConfig.preset("tiny-test")
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: NemotronH(config, rngs=nnx.Rngs(0))))
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    params = traffic_h100.on(sharding.state_shardings(abstract, mesh), abstract)
+    hlo, _ = traffic_h100.compile_chunk(graphdef, params, mesh, 4, 2, "per_step", {})
+    assert "while" in hlo and traffic_h100.TrafficModel(hlo).charges()
+
+
 def test_h100_decode_traffic_of_the_9b_loop(tmp_path):
     _needs_cuda_plugin()
     out = tmp_path / "traffic.json"
