@@ -35,8 +35,8 @@ from jax.sharding import Mesh, NamedSharding
 
 from grpo_jax import compile_log
 from grpo_jax.distributed import host_array
-from grpo_jax.models.cache import defer_ssm_updates, fold_ssm_updates
-from grpo_jax.sharding import batch_shards
+from grpo_jax.models.cache import constrain_cache, defer_ssm_updates, fold_ssm_updates
+from grpo_jax.sharding import batch_shards, constrain
 from grpo_jax.xla_options import sampler_compiler_options
 
 FINISH_STOP = "stop"
@@ -101,6 +101,15 @@ class SamplerState:
     @property
     def lengths_B(self) -> jax.Array:
         return self.cache.lengths_B
+
+
+def _constrain_state(state: SamplerState) -> SamplerState:
+    """Every program's output state pinned to its logical sharding, rows over the data axes (see
+    `constrain_cache`), so the next program splits its rows over the devices too."""
+    return SamplerState(cache=constrain_cache(state.cache),
+                        next_logits_BV=constrain(state.next_logits_BV, ("batch", "vocab")),
+                        row_keys_B=constrain(state.row_keys_B, ("batch",)),
+                        num_sampled_B=constrain(state.num_sampled_B, ("batch",)))
 
 
 @dataclasses.dataclass
@@ -258,7 +267,7 @@ def _extend_program(graphdef, attend_len, params, state: SamplerState, tokens_BT
     hidden_BD = jnp.take_along_axis(hidden_BTD, last_B[:, None, None], axis=1)[:, 0]
     logits_BV = model.logits(hidden_BD).astype(jnp.float32)
     next_logits_BV = jnp.where((num_valid_B > 0)[:, None], logits_BV, state.next_logits_BV)
-    return state.replace(cache=cache, next_logits_BV=next_logits_BV)
+    return _constrain_state(state.replace(cache=cache, next_logits_BV=next_logits_BV))
 
 
 def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: SamplerState,
@@ -297,12 +306,12 @@ def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: 
         step, (state, done_B, num_new_B), uniform_KB)
     if ssm_update == "deferred":
         state = state.replace(cache=fold_ssm_updates(state.cache))
-    return state, done_B, num_new_B, outputs
+    return _constrain_state(state), done_B, num_new_B, outputs
 
 
 def _gather_program(state: SamplerState, index_B, row_ids_B, seed):
     gathered = jax.tree.map(lambda leaf: leaf[index_B], state)
-    return gathered.replace(row_keys_B=_row_keys(seed, row_ids_B))
+    return _constrain_state(gathered.replace(row_keys_B=_row_keys(seed, row_ids_B)))
 
 
 # ----------------------------------------------------------------------------- the sampler
@@ -416,11 +425,11 @@ class Sampler:
         model = nnx.merge(self.graphdef, params)
         cache = model.init_cache(batch, max_len)
         vocab = model.config.vocab_size
-        return SamplerState(
+        return _constrain_state(SamplerState(
             cache=cache,
             next_logits_BV=jnp.zeros((batch, vocab), jnp.float32),
             row_keys_B=_row_keys(seed, row_ids_B),
-            num_sampled_B=jnp.zeros((batch,), jnp.int32))
+            num_sampled_B=jnp.zeros((batch,), jnp.int32)))
 
     def init_state(self, params, batch: int, max_len: int, seed: int = 0,
                    row_ids: Sequence[int] | None = None) -> SamplerState:

@@ -472,3 +472,41 @@ def test_data_parallel_decode_and_extend_need_no_collectives_and_generate_finds_
         assert not collectives, f"{name} holds collectives {sorted(set(collectives))}"
     # The default sampler of a model on a mesh splits its batch over the mesh's data shards.
     assert generate(model, prompts[:3], 4, temperature=0.0).tokens == [t[:4] for t in single.tokens[:3]]
+
+
+def test_every_sampler_program_returns_its_rows_split_over_the_data_shards():
+    """The state each program returns keeps one slice of the rows per data shard. The row gather
+    (G copies of each prefilled prompt: `generate`, the rollout engine) returned a replicated
+    state before: every device held every row, and the first decode chunk after it compiled a
+    program of its own for that placement."""
+    from grpo_jax import sharding
+
+    config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
+    mesh = sharding.make_mesh(data=8)
+    graphdef, params = nnx.split(create_model(config, seed=4, mesh=mesh))
+    sampler = Sampler(graphdef, SamplerConfig(batch_multiple=8, decode_chunk=4))
+
+    def assert_rows_split(state, step):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+            rows = leaf.shape[0]
+            assert leaf.sharding.shard_shape(leaf.shape)[0] == rows // 8, (
+                f"after {step}: {jax.tree_util.keystr(path)} of shape {leaf.shape} is placed "
+                f"{leaf.sharding}, not split over the 8 data shards")
+
+    prompts = [[3 + row, 9, 2 * row + 1][:1 + row % 3] for row in range(8)]
+    with jax.set_mesh(mesh):
+        state = sampler.prefill(params, prompts, 32)
+        assert_rows_split(state, "prefill")
+        state = sampler.gather_rows(state, np.repeat(np.arange(8), 2))    # 8 -> 16 rows
+        assert_rows_split(state, "gather_rows into a larger batch")
+        compiles = compile_log.compile_count()
+        state, _ = sampler.decode(params, state, 10, temperature=1.0)     # three chunks
+        assert compile_log.compile_count() - compiles == 1, "decode compiled a program per placement"
+        assert_rows_split(state, "decode")
+        state = sampler.gather_rows(state, np.arange(16)[::-1])           # in place
+        assert_rows_split(state, "gather_rows in place")
+        state = sampler.extend(params, state, [[1, 2]] * 16)
+        assert_rows_split(state, "extend")
+        compiles = compile_log.compile_count()
+        sampler.decode(params, state, 4, temperature=1.0)
+        assert compile_log.compile_count() == compiles

@@ -130,6 +130,16 @@ def constrain_layer_cache(layer_cache):
         for name, axes in layer_cache.LOGICAL_AXES.items()})
 
 
+def constrain_cache(cache: Cache) -> Cache:
+    """Pins every array of `cache` to its logical sharding (no-op without an active mesh). A
+    program that builds a cache from indexing (a row gather) would otherwise leave its placement
+    to the partitioner, which may replicate it, and every later program on it would then run all
+    rows on every device."""
+    return cache.replace(lengths_B=sharding.constrain(cache.lengths_B, ("batch",)),
+                         mamba=tuple(constrain_layer_cache(c) for c in cache.mamba),
+                         attention=tuple(constrain_layer_cache(c) for c in cache.attention))
+
+
 def cache_shardings(cache: Cache, mesh: Mesh) -> Cache:
     """NamedShardings for every array of `cache` (works on jax.eval_shape output too)."""
     mesh_shape = dict(mesh.shape)
