@@ -32,12 +32,15 @@ def main(argv):
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdirs/{config.preset}"
 
-    from grpo_jax import config_checks, distributed  # after flag parsing: JAX starts here
+    from grpo_jax import compile_log, config_checks, distributed  # after flag parsing: JAX starts here
     try:
         config_checks.validate_distributed(config)  # before waiting for the other processes
         distributed.set_cpu_devices(config.model.cpu_devices)
         distributed.initialize(config.distributed)
         config_checks.validate_config(config)       # device counts are global from here on
+        compile_log.use_persistent_cache(           # before anything compiles
+            config.compilation.cache_dir, min_compile_seconds=config.compilation.min_compile_seconds,
+            max_gigabytes=config.compilation.max_gigabytes)
     except config_checks.ConfigError as error:
         sys.exit(f"invalid config: {error}")
     print(config, flush=True)

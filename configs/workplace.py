@@ -158,6 +158,16 @@ def _base() -> ml_collections.ConfigDict:
     log.tensorboard = True
     log.progress_bar = True
 
+    # --- compilation -----------------------------------------------------------------------
+    # JAX's persistent compilation cache, applied by launch.py before anything compiles: a program
+    # an earlier run compiled with the same shapes, XLA flags and versions is loaded instead of
+    # compiled again (a rerun or a resumed run skips most of its compile time). The directory holds
+    # executables the trainer loads and runs: keep it where only you can write. "": off.
+    config.compilation = comp = ml_collections.ConfigDict()
+    comp.cache_dir = "~/.cache/grpo_jax/jax_compilation_cache"
+    comp.min_compile_seconds = 1.0        # programs that compiled faster are not kept
+    comp.max_gigabytes = 8.0              # least recently used programs go beyond this; 0: no bound
+
     # --- devices ---------------------------------------------------------------------------
     config.distributed = dist = ml_collections.ConfigDict()
     dist.enabled = False                  # jax.distributed.initialize for several hosts

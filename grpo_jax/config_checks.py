@@ -222,10 +222,13 @@ def validate_config(config, device_count: int | None = None) -> None:
 def validate_distributed(config) -> None:
     """What the launcher reads before JAX starts: the `distributed` section, checked before
     joining the coordinator (a wrong process id or count would otherwise wait there, or fail deep
-    inside JAX), and `model.cpu_devices`."""
+    inside JAX), `model.cpu_devices` and the `compilation` section."""
     cpu_devices = _get(config, "model.cpu_devices")
     if not isinstance(cpu_devices, int) or isinstance(cpu_devices, bool) or (cpu_devices < 1 and cpu_devices != -1):
         _fail("model.cpu_devices", cpu_devices, "a positive integer, or -1 (one per core, a power of two, at most 8)")
+    _get(config, "compilation.cache_dir")  # a str (ml_collections keeps the type); "" is off
+    _non_negative(config, "compilation.min_compile_seconds")
+    _non_negative(config, "compilation.max_gigabytes")
     if not config.distributed.enabled:
         return
     if not config.distributed.coordinator_address:

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from grpo_jax import grpo, xla_options
+from grpo_jax import compile_log, grpo, xla_options
 
 PyTree = Any
 
@@ -123,6 +123,12 @@ def stack_micro_batches(arrays: dict[str, np.ndarray], micro_batch_size: int) ->
     return {k: v.reshape((batch // micro_batch_size, micro_batch_size) + v.shape[1:]) for k, v in arrays.items()}
 
 
+def _shape_label(tokens_MbT, positions_MbK) -> str:
+    """The shape a learner program compiles for: micro-batches, rows each, tokens, scored tokens."""
+    m, b, t = tokens_MbT.shape
+    return f"M={m},b={b},T={t},K={positions_MbK.shape[-1]}"
+
+
 def _model_logprobs(graphdef, params, tokens_bT, positions_bK, chunk: int):
     """Log-probs and entropies (b, K) of the tokens at positions_bK, each given what precedes it."""
     model = nnx.merge(graphdef, params)
@@ -165,7 +171,8 @@ class Learner:
 
     def logprobs(self, params, tokens_MbT, positions_MbK) -> tuple[jax.Array, jax.Array]:
         """Log-probs and entropies (M, b, K) of the tokens at `positions`, no gradient."""
-        return self._logprobs(params, tokens_MbT, positions_MbK)
+        with compile_log.CompileWatch(f"learner.logprobs[{_shape_label(tokens_MbT, positions_MbK)}]"):
+            return self._logprobs(params, tokens_MbT, positions_MbK)
 
     # -- the update -----------------------------------------------------------------------
 
@@ -236,7 +243,9 @@ class Learner:
         loss_mask (M, b, K); for GRPO also advantages (M, b) and old_logprobs (M, b, K), optionally
         sampler_logprobs and reference_logprobs (M, b, K), all at `positions`.
         """
-        return self.update_function()(state, batch)
+        with compile_log.CompileWatch(
+                f"learner.update[{_shape_label(batch['tokens'], batch['positions'])}]"):
+            return self.update_function()(state, batch)
 
     def update_function(self, compiler_options: dict[str, str] | None = None) -> jax.stages.Wrapped:
         """The jitted update (`update` calls it; `lower` it to inspect the compiled program).

@@ -373,6 +373,8 @@ class Trainer:
                     self.best_val = val_accuracy
                 out[metrics_lib.TIMING_STEP] = time.perf_counter() - step_start
                 out["compile/count"] = float(compile_log.compile_count())
+                out["compile/seconds"] = compile_log.compile_seconds()
+                out["compile/cache_hits"] = float(compile_log.cache_hits())
                 pausing = stop_after is not None and step >= stop_after and step != g.max_num_steps
                 # Processes must agree: one that saves (a collective) while another trains on would hang.
                 stopping = distributed.any_process(stop.raised)

@@ -105,4 +105,5 @@ def _small_run_config(tiny_hf_dir):
     config.checkpoint.save_period = 1
     config.checkpoint.max_to_keep = 2
     config.logging.tensorboard = False
+    config.compilation.cache_dir = ""      # launched runs compile everything, as in-process ones
     return config

@@ -32,7 +32,7 @@ def test_two_grpo_steps_of_the_tiny_preset_end_to_end(tmp_path):
             "--config.grpo.num_generations_per_prompt=4", "--config.train.micro_batch_size=8",
             "--config.train.logprob_batch_size=16", "--config.grpo.val_at_start=False",
             "--config.validation.num_tasks=16", "--config.validation.batch_size=16",
-            "--config.checkpoint.save_period=2"]
+            "--config.checkpoint.save_period=2", f"--config.compilation.cache_dir={tmp_path / 'xla'}"]
     # The launcher picks its CPU devices as for a user (model.cpu_devices), not the tests' eight.
     result = subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
                             timeout=1200, env={**environment(devices=None), "HF_HUB_OFFLINE": "1"})

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import random
 import re
@@ -116,3 +117,33 @@ def test_sigkill_at_a_random_moment_then_restart_continues_bitwise(small_run_con
     assert a and sorted(a) == sorted(b)
     for name in a:
         assert a[name].tobytes() == b[name].tobytes(), (where, name)
+
+
+def test_a_second_launch_loads_its_programs_from_the_compilation_cache_and_trains_the_same(
+        small_run_config, tmp_path):
+    config = small_run_config
+    config.grpo.max_num_steps = 2
+    config.grpo.val_period = 0
+    config.grpo.val_at_end = False
+    config.checkpoint.export_hf = False
+    config.logging.progress_bar = False
+    config.compilation.cache_dir = str(tmp_path / "xla")
+    config.compilation.min_compile_seconds = 0.0   # every program, however quick to compile
+    runs = [Launch(config, tmp_path / "first")]
+    assert runs[0].wait() == 0, runs[0].stderr[-3000:]
+    runs.append(Launch(config, tmp_path / "second"))
+    assert runs[1].wait() == 0, runs[1].stderr[-3000:]
+    first, second = ([json.loads(line) for line in (run.workdir / "metrics.jsonl").read_text().splitlines()]
+                     for run in runs)
+    assert "from the compilation cache" not in runs[0].stderr and first[-1]["compile/cache_hits"] == 0
+    # Every program the first run compiled and kept, the second loads (the sampler's and learner's
+    # programs are logged by name); what it still compiles are programs JAX does not keep.
+    loaded = re.findall(r"loaded (\d+) from the compilation cache in [\d.]+ s for (\S+)", runs[1].stderr)
+    assert {label.split("[")[0] for _, label in loaded} >= {
+        "sampler.init", "sampler.extend", "sampler.decode", "sampler.gather", "learner.logprobs", "learner.update"}
+    assert not re.search(r"compiled \d+ program\(s\).* for (sampler|learner)\.", runs[1].stderr)
+    assert second[-1]["compile/cache_hits"] >= sum(int(n) for n, _ in loaded)
+    # Loading an executable changes no number: the same rewards, losses and gradient norms.
+    for mine, theirs in zip(first, second, strict=True):
+        for key in ("train/reward_mean", "train/loss", "train/grad_norm"):
+            assert mine[key] == theirs[key], (key, mine["step"])
