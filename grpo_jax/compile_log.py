@@ -66,13 +66,14 @@ def cache_hits() -> int:
 
 
 def compile_seconds() -> float:
-    """Seconds spent in backend compilation since `install()`."""
+    """Seconds spent building programs since `install()` (compiling, or loading from the cache)."""
     install()
     return _seconds
 
 
 class CompileWatch:
-    """Logs the compilations that happen inside a `with` block under a label.
+    """Logs the programs built inside a `with` block under a label: compiled (counted in
+    `compiled`), or loaded from the persistent cache.
 
     >>> with CompileWatch("sampler.decode[B=16,S=2048]"):
     ...     run()

@@ -17,11 +17,15 @@ def test_gpu_script_smoke_run_writes_every_section(tmp_path):
                 "train_blocks")
     result = subprocess.run(
         [sys.executable, "benchmarks/gpu_h100.py", "--smoke", "--sections", sections,
-         "--budget-s", "600"], cwd=REPO, capture_output=True, text=True, timeout=900,
+         "--budget-s", "600", "--compile-cache", str(tmp_path / "xla")], cwd=REPO,
+        capture_output=True, text=True, timeout=900,
         env={**os.environ, "OUT": str(tmp_path), "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads((tmp_path / "gpu_h100.json").read_text())
     assert results["errors"] == {} and results["skipped"] == []
+    # The cache was on from the first compilation: the programs are kept (the smoke run's slower
+    # ones; a second identical program in this process would already be loaded from there).
+    assert results["compile_cache"] == str(tmp_path / "xla") and any((tmp_path / "xla").iterdir())
     assert results["decode_16"]["ms_per_step"] > 0
     assert results["decode_16_deferred"]["ssm_decode_update"] == "deferred"
     assert results["decode_16_deferred"]["tokens"] == results["decode_16"]["tokens"]
