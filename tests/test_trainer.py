@@ -93,8 +93,9 @@ def test_the_update_returns_the_state_sharded_as_it_was_made(small_run_config, t
 
 
 def _launch(*args, timeout=300):
-    return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    # No compilation cache: a test leaves nothing in the home directory.
+    return subprocess.run([sys.executable, "launch.py", *args, "--config.compilation.cache_dir="], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_launcher_overrides_reach_the_config_and_bad_settings_fail_early(tmp_path, tiny_hf_dir):
