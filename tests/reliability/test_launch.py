@@ -136,8 +136,8 @@ def test_a_second_launch_loads_its_programs_from_the_compilation_cache_and_train
     first, second = ([json.loads(line) for line in (run.workdir / "metrics.jsonl").read_text().splitlines()]
                      for run in runs)
     assert "from the compilation cache" not in runs[0].stderr and first[-1]["compile/cache_hits"] == 0
-    # Every program the first run compiled and kept, the second loads (the sampler's and learner's
-    # programs are logged by name); what it still compiles are programs JAX does not keep.
+    # The second run loads every sampler and learner program (each logged by name) and compiles
+    # none of them again.
     loaded = re.findall(r"loaded (\d+) from the compilation cache in [\d.]+ s for (\S+)", runs[1].stderr)
     assert {label.split("[")[0] for _, label in loaded} >= {
         "sampler.init", "sampler.extend", "sampler.decode", "sampler.gather", "learner.logprobs", "learner.update"}
