@@ -104,6 +104,9 @@ def _base() -> ml_collections.ConfigDict:
     train.micro_batch_size = 1            # trajectories per micro-batch (gradient accumulation)
     train.logprob_batch_size = 2          # trajectories per micro-batch of the no-grad forward
     train.length_bucket = 512             # trajectories are padded to a multiple of this
+    # Trained tokens scored per row (the lm_head runs on these only) are padded to a multiple of
+    # this. With length_bucket it sets how many update programs a run compiles: one per pair.
+    train.position_bucket = 64
     train.logprob_chunk = 1024            # tokens per lm_head chunk when computing log-probs
     train.skip_nonfinite_updates = True
 

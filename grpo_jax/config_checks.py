@@ -181,6 +181,7 @@ def validate_config(config, device_count: int | None = None) -> None:
         if size % data_ways:
             _fail(f"train.{name}", size, f"a multiple of the {data_ways} data-parallel ways (data x fsdp)")
     _positive_int(config, "train.length_bucket")
+    _positive_int(config, "train.position_bucket")
     _positive_int(config, "train.logprob_chunk")
 
     gen = config.generation

@@ -274,7 +274,8 @@ class Trainer:
         start = time.perf_counter()
         batch = sft.expert_batch(self.rollout, self.stream.take(self.config.grpo.num_prompts_per_step))
         arrays = batch.arrays(length_multiple=self.config.train.length_bucket)
-        stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], self.config.train.micro_batch_size)
+        stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], self.config.train.micro_batch_size,
+                                    position_multiple=self.config.train.position_bucket)
         timings = {metrics_lib.TIMING_ROLLOUT: time.perf_counter() - start}
         start = time.perf_counter()
         lr = float(self.lr_schedule(int(self.state.step) - int(self.state.skipped_updates)))
@@ -309,7 +310,8 @@ class Trainer:
         arrays = batch.arrays(length_multiple=t.length_bucket)
         stacked = make_update_batch(arrays["tokens_BT"], arrays["loss_mask_BT"], t.micro_batch_size,
                                     advantages_B=advantages_PG.reshape(-1),
-                                    sampler_logprobs_BT=arrays["sampler_logprobs_BT"])
+                                    sampler_logprobs_BT=arrays["sampler_logprobs_BT"],
+                                    position_multiple=t.position_bucket)
 
         start = time.perf_counter()
         if g.old_logprobs == "sampler":

@@ -98,6 +98,30 @@ def _launch(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def test_the_length_and_position_buckets_shape_the_update_batch(small_run_config, tmp_path):
+    config = small_run_config
+    config.train.length_bucket = 96
+    config.train.position_bucket = 48
+    run = trainer.Trainer(config, tmp_path, quiet=True)
+    batches = []
+    update = run.learner.update
+
+    def spy(state, batch):
+        batches.append(batch)
+        return update(state, batch)
+    run.learner.update = spy
+    try:
+        with jax.set_mesh(run.mesh):
+            run.step(1)
+    finally:
+        run.close()
+    (batch,) = batches
+    assert batch["tokens"].shape[-1] % 96 == 0
+    # The trained tokens of the longest row, rounded up to the position bucket (at least one).
+    most = int(batch["loss_mask"].sum(axis=-1).max())
+    assert batch["positions"].shape[-1] == max(48, -(-most // 48) * 48)
+
+
 def test_launcher_overrides_reach_the_config_and_bad_settings_fail_early(tmp_path, tiny_hf_dir):
     # An override reaches the config: the run stops at validation, naming the overridden value.
     result = _launch("--config=configs/workplace.py:tiny", "--config.model.path=/nonexistent/model",

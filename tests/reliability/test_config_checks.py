@@ -78,6 +78,7 @@ INVALID = [
     ({"compilation.min_compile_seconds": -1.0}, "config.compilation.min_compile_seconds=-1.0"),
     ({"compilation.max_gigabytes": float("nan")}, "config.compilation.max_gigabytes=nan"),
     ({"train.length_bucket": 0}, "config.train.length_bucket=0"),
+    ({"train.position_bucket": 0}, "config.train.position_bucket=0"),
     ({"train.logprob_chunk": 0}, "config.train.logprob_chunk=0"),
     ({"generation.temperature": -1.0}, "config.generation.temperature=-1.0"),
     ({"generation.top_p": 0.0}, "config.generation.top_p=0.0 is invalid: expected a value in (0, 1]"),
