@@ -39,6 +39,41 @@ def segsum(a_XQ: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(lower, sums_XQQ, -jnp.inf)
 
 
+def _two_sum(a, b):
+    """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth's TwoSum)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def _add_compensated(x, y):
+    """(hi, lo) + (hi, lo) with lo carrying what hi could not hold (double-float addition)."""
+    (hi_x, lo_x), (hi_y, lo_y) = x, y
+    s, e = _two_sum(hi_x, hi_y)
+    e = e + (lo_x + lo_y)
+    hi = s + e
+    return hi, e - (hi - s)
+
+
+@jax.custom_jvp
+def compensated_cumsum(a_XQ):
+    """The cumsum over the last axis as an unevaluated sum hi + lo of two float32 arrays (about
+    twice float32's digits): differences hi_i - hi_j of large prefix sums keep their digits once
+    lo_i - lo_j is added back. The derivative is the cumsum's, carried by hi."""
+    return jax.lax.associative_scan(_add_compensated, (a_XQ, jnp.zeros_like(a_XQ)), axis=-1)
+
+
+@compensated_cumsum.defjvp
+def _compensated_cumsum_jvp(primals, tangents):
+    (a_XQ,), (t_XQ,) = primals, tangents
+    return compensated_cumsum(a_XQ), (jnp.cumsum(t_XQ, axis=-1), jnp.zeros_like(t_XQ))
+
+
+def _by_position(v_BGHCQ):
+    """(B, G, H, C, Q) -> (B, C, Q, G, H, 1), to scale a (B, C, Q, G, H, P) tensor per position."""
+    return jnp.transpose(v_BGHCQ, (0, 3, 4, 1, 2))[..., None]
+
+
 def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
                 initial_state_BGHPN=None, matmul_dtype=_F32):
     """Runs the SSM over whole sequences. Returns (y_BTGHP float32, final_state_BGHPN float32).
@@ -75,19 +110,28 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     B_BCQGN = chunks(B_BTGN.astype(_F32))
     C_BCQGN = chunks(C_BTGN.astype(_F32))
     a_BGHCQ = jnp.transpose(chunks(a_BTGH), (0, 3, 4, 1, 2))
-    a_cumsum_BGHCQ = jnp.cumsum(a_BGHCQ, axis=-1)
+    # The decay from position s to l of a chunk is exp(S_l - S_s) for the prefix sums S. As a
+    # float32 difference it would lose its digits once S is large; as `segsum`'s masked cumsum it
+    # costs a (Q, Q) scan per head (a quarter of the CPU's forward + backward, and a (Q, Q)
+    # tensor XLA:GPU writes out). With S = hi + lo (`compensated_cumsum`) the (Q, Q) part is
+    # exp(hi_l - hi_s), two broadcasts XLA fuses into the contraction, and the lo parts are
+    # per-position factors: exp(-lo_s) on the inputs, exp(lo_l) on the outputs.
+    hi_BGHCQ, lo_BGHCQ = compensated_cumsum(a_BGHCQ)
+    lower = jnp.tril(jnp.ones((q, q), dtype=bool))
+    decay_hi_BGHCLS = jnp.exp(jnp.where(lower, hi_BGHCQ[..., :, None] - hi_BGHCQ[..., None, :],
+                                        -jnp.inf))
 
     # 1. Within each chunk: a causal, decay-weighted "attention" of C against B.
-    decay_BGHCLS = jnp.exp(segsum(a_BGHCQ))
     CB_BGCLS = contract("bclgn,bcsgn->bgcls", C_BCQGN, B_BCQGN)
-    y_diag_BCLGHP = contract("bghcls,bcsghp->bclghp", CB_BGCLS[:, :, None] * decay_BGHCLS,
-                             X_BCQGHP)
+    y_diag_BCLGHP = contract("bghcls,bcsghp->bclghp", CB_BGCLS[:, :, None] * decay_hi_BGHCLS,
+                             X_BCQGHP * _by_position(jnp.exp(-lo_BGHCQ))
+                             ) * _by_position(jnp.exp(lo_BGHCQ))
 
-    # 2. The state each chunk produces on its own: inputs decayed to the chunk's end. The last row
-    # of the segsum decay is exactly exp(a[s+1] + ... + a[Q-1]).
-    decay_to_end_BCLGH = jnp.transpose(decay_BGHCLS[..., -1, :], (0, 3, 4, 1, 2))
+    # 2. The state each chunk produces on its own: inputs decayed to the chunk's end.
+    to_end_BGHCQ = (hi_BGHCQ[..., -1:] - hi_BGHCQ) + (lo_BGHCQ[..., -1:] - lo_BGHCQ)
     chunk_states_BCGHPN = contract("bclgn,bclghp->bcghpn", B_BCQGN,
-                                   X_BCQGHP * decay_to_end_BCLGH[..., None])
+                                   X_BCQGHP * _by_position(jnp.exp(to_end_BGHCQ)))
+    a_cumsum_BGHCQ = hi_BGHCQ + lo_BGHCQ
 
     # 3. Between chunks: carry the states across chunk boundaries, starting from the initial state.
     if initial_state_BGHPN is None:
@@ -100,9 +144,8 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     entering_BCGHPN, final_state_BGHPN = carried_BZGHPN[:, :-1], carried_BZGHPN[:, -1]
 
     # 4. Each chunk's entering state read out by C, decayed to the position in the chunk.
-    decay_from_start_BCLGH = jnp.transpose(jnp.exp(a_cumsum_BGHCQ), (0, 3, 4, 1, 2))
     y_off_BCLGHP = (contract("bclgn,bcghpn->bclghp", C_BCQGN, entering_BCGHPN)
-                    * decay_from_start_BCLGH[..., None])
+                    * _by_position(jnp.exp(a_cumsum_BGHCQ)))
 
     y_BTGHP = (y_diag_BCLGHP + y_off_BCLGHP).reshape(b, c * q, g, h, p)[:, :t]
     return y_BTGHP, final_state_BGHPN

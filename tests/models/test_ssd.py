@@ -47,6 +47,52 @@ def test_chunked_scan_matches_sequential_recurrence(chunk_size, with_initial_sta
     assert np.abs(np.asarray(h) - h_ref).max() / scale_h < 2e-6
 
 
+def test_chunked_scan_keeps_its_digits_when_a_chunk_decays_hard_then_softly():
+    """Steps of decay e^-1000 and then e^-0.001 in one chunk: the late positions' decays come from
+    prefix sums near -16000, where a float32 difference of prefix sums is off by ~1e-3 (the
+    scan's own error then ~1e-3); the compensated prefix sums keep the float32 error."""
+    rng = np.random.default_rng(3)
+    x, dt, A, B, C, h0 = _random_inputs(rng, length=32)
+    A = -np.full_like(A, 20.0)
+    dt[:, :16] = 50.0
+    dt[:, 16:] = 5e-5
+    y_ref, h_ref = _sequential(x, dt, A, B, C, h0)
+    f32 = lambda v: np.asarray(v, np.float32)
+    y, h = ssd_chunked(f32(x), f32(dt), f32(A), f32(B), f32(C), 32, f32(h0))
+    assert np.abs(np.asarray(y) - y_ref).max() / np.abs(y_ref).max() < 2e-6
+    assert np.abs(np.asarray(h) - h_ref).max() / np.abs(h_ref).max() < 2e-6
+
+
+def _sequential_scan(x, dt, A, B, C, h0):
+    """The recurrence as a float32 `lax.scan`, to differentiate."""
+    def step(h, inputs):
+        x_t, dt_t, B_t, C_t = inputs
+        h = (jnp.exp(dt_t * A)[..., None, None] * h
+             + (dt_t[..., None] * x_t)[..., None] * B_t[:, :, None, None, :])
+        return h, jnp.einsum("bghpn,bgn->bghp", h, C_t)
+    h, y = jax.lax.scan(step, h0, [jnp.moveaxis(v, 1, 0) for v in (x, dt, B, C)])
+    return jnp.moveaxis(y, 0, 1), h
+
+
+@pytest.mark.parametrize("chunk_size", [4, 8])
+def test_chunked_scan_gradients_match_the_sequential_recurrence(chunk_size):
+    rng = np.random.default_rng(11)
+    inputs = [np.float32(v) for v in _random_inputs(rng, length=19)]
+    y_weight, h_weight = (np.float32(rng.standard_normal(v.shape)) for v in _sequential(*inputs))
+
+    def loss(scan, *inputs):
+        y, h = scan(*inputs)
+        return jnp.sum(y * y_weight) + jnp.sum(h * h_weight)
+
+    chunked = lambda x, dt, A, B, C, h0: ssd.ssd_chunked(x, dt, A, B, C, chunk_size, h0)  # noqa: E731
+    argnums = tuple(range(6))
+    got = jax.jit(jax.grad(lambda *v: loss(chunked, *v), argnums=argnums))(*inputs)
+    want = jax.jit(jax.grad(lambda *v: loss(_sequential_scan, *v), argnums=argnums))(*inputs)
+    for name, g, w in zip(("x", "dt", "A", "B", "C", "h0"), got, want):
+        error = np.abs(np.asarray(g) - np.asarray(w)).max() / np.abs(np.asarray(w)).max()
+        assert error < 1e-5, (name, error)
+
+
 def test_bfloat16_contractions_round_like_bfloat16_and_keep_float32_gradients():
     """matmul_dtype=bfloat16 rounds only the contraction operands: outputs and gradients stay
     float32 and near the float32 scan (errors of bfloat16's 8-bit mantissa, not more), and it
@@ -106,6 +152,20 @@ def test_segsum_is_stable_for_large_prefix_sums():
     assert out[-1, -2] == np.float32(-1e-3)
     assert np.isneginf(out[0, 1])
     assert out[5, 5] == 0.0
+
+
+def test_compensated_cumsum_keeps_the_digits_of_large_prefix_sums():
+    a = np.full((64,), -1e4, np.float32)
+    a[-2:] = -1e-3
+    hi, lo = jax.jit(ssd.compensated_cumsum)(a)
+    plain = np.cumsum(a)
+    assert plain[-1] - plain[-2] != np.float32(-1e-3)  # the failure it exists for
+    assert (hi[-1] - hi[-2]) + (lo[-1] - lo[-2]) == np.float32(-1e-3)
+    np.testing.assert_allclose(np.float64(hi) + np.float64(lo), np.cumsum(np.float64(a)),
+                               rtol=1e-12)
+    weights = np.float32(np.random.default_rng(0).standard_normal(64))
+    grad = jax.grad(lambda a: jnp.sum(ssd.compensated_cumsum(a)[0] * weights))(a)
+    np.testing.assert_allclose(grad, jax.grad(lambda a: jnp.sum(jnp.cumsum(a) * weights))(a))
 
 
 def test_step_keeps_rows_without_a_token_bit_for_bit():
