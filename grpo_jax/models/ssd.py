@@ -46,21 +46,21 @@ def _two_sum(a, b):
     return s, (a - (s - b_virtual)) + (b - b_virtual)
 
 
-def _add_compensated(x, y):
-    """(hi, lo) + (hi, lo) with lo carrying what hi could not hold (double-float addition)."""
-    (hi_x, lo_x), (hi_y, lo_y) = x, y
-    s, e = _two_sum(hi_x, hi_y)
-    e = e + (lo_x + lo_y)
-    hi = s + e
-    return hi, e - (hi - s)
-
-
 @jax.custom_jvp
 def compensated_cumsum(a_XQ):
     """The cumsum over the last axis as an unevaluated sum hi + lo of two float32 arrays (about
     twice float32's digits): differences hi_i - hi_j of large prefix sums keep their digits once
-    lo_i - lo_j is added back. The derivative is the cumsum's, carried by hi."""
-    return jax.lax.associative_scan(_add_compensated, (a_XQ, jnp.zeros_like(a_XQ)), axis=-1)
+    lo_i - lo_j is added back. The derivative is the cumsum's, carried by hi.
+
+    hi is the float32 cumsum, summed in whatever order XLA picks; lo is the cumsum of what each
+    step of hi missed, a_i - (hi_i - hi_{i-1}), with the step hi_i - hi_{i-1} taken exactly as a
+    TwoSum pair. Two cumsums and a few elementwise ops: an associative scan of double-float
+    additions, the textbook form, compiled the tiny model's forward 1.5x slower on the CPU.
+    """
+    hi_XQ = jnp.cumsum(a_XQ, axis=-1)
+    previous_XQ = jnp.pad(hi_XQ[..., :-1], [(0, 0)] * (a_XQ.ndim - 1) + [(1, 0)])
+    step_XQ, step_error_XQ = _two_sum(hi_XQ, -previous_XQ)
+    return hi_XQ, jnp.cumsum((a_XQ - step_XQ) - step_error_XQ, axis=-1)
 
 
 @compensated_cumsum.defjvp

@@ -84,7 +84,9 @@ def test_chunked_scan_gradients_match_the_sequential_recurrence(chunk_size):
         y, h = scan(*inputs)
         return jnp.sum(y * y_weight) + jnp.sum(h * h_weight)
 
-    chunked = lambda x, dt, A, B, C, h0: ssd.ssd_chunked(x, dt, A, B, C, chunk_size, h0)  # noqa: E731
+    def chunked(x, dt, A, B, C, h0):
+        return ssd.ssd_chunked(x, dt, A, B, C, chunk_size, h0)
+
     argnums = tuple(range(6))
     got = jax.jit(jax.grad(lambda *v: loss(chunked, *v), argnums=argnums))(*inputs)
     want = jax.jit(jax.grad(lambda *v: loss(_sequential_scan, *v), argnums=argnums))(*inputs)
