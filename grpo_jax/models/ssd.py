@@ -7,7 +7,8 @@ The recurrence, per head with state h_t of shape (P, N):
 `ssd_chunked` evaluates it for whole sequences with the chunked "minimal SSD" algorithm (einsums
 within and between chunks); `ssd_step` is the one-token update used in decoding, and
 `ssd_step_deferred` / `fold_pending` the same steps with the state writes of a run of steps
-deferred to one at its end. The D skip term is left to the caller. All state math is float32.
+deferred to one at its end. The D skip term is left to the caller. All state math is float32;
+the chunks' prefix sums of log-decays carry about twice float32's digits (`compensated_cumsum`).
 
 Heads are kept grouped, (G groups, H heads per group): head g·H + h reads B and C of group g, so
 B and C are never expanded to heads, and a tensor-parallel shard that holds whole groups computes
@@ -112,8 +113,8 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     a_BGHCQ = jnp.transpose(chunks(a_BTGH), (0, 3, 4, 1, 2))
     # The decay from position s to l of a chunk is exp(S_l - S_s) for the prefix sums S. As a
     # float32 difference it would lose its digits once S is large; as `segsum`'s masked cumsum it
-    # costs a (Q, Q) scan per head (a quarter of the CPU's forward + backward, and a (Q, Q)
-    # tensor XLA:GPU writes out). With S = hi + lo (`compensated_cumsum`) the (Q, Q) part is
+    # costs a (Q, Q) scan per head (a quarter of this function's forward + backward on the CPU,
+    # and (Q, Q) tensors XLA:GPU writes out). With S = hi + lo (`compensated_cumsum`) the (Q, Q) part is
     # exp(hi_l - hi_s), two broadcasts XLA fuses into the contraction, and the lo parts are
     # per-position factors: exp(-lo_s) on the inputs, exp(lo_l) on the outputs.
     hi_BGHCQ, lo_BGHCQ = compensated_cumsum(a_BGHCQ)
