@@ -114,9 +114,9 @@ def ssd_chunked(x_BTGHP, dt_BTGH, A_GH, B_BTGN, C_BTGN, chunk_size: int,
     # The decay from position s to l of a chunk is exp(S_l - S_s) for the prefix sums S. As a
     # float32 difference it would lose its digits once S is large; as `segsum`'s masked cumsum it
     # costs a (Q, Q) scan per head (a quarter of this function's forward + backward on the CPU,
-    # and (Q, Q) tensors XLA:GPU writes out). With S = hi + lo (`compensated_cumsum`) the (Q, Q) part is
-    # exp(hi_l - hi_s), two broadcasts XLA fuses into the contraction, and the lo parts are
-    # per-position factors: exp(-lo_s) on the inputs, exp(lo_l) on the outputs.
+    # and (Q, Q) tensors XLA:GPU writes out). With S = hi + lo (`compensated_cumsum`) the (Q, Q)
+    # part is exp(hi_l - hi_s), two broadcasts XLA fuses into the contraction, and the lo parts
+    # are per-position factors: exp(-lo_s) on the inputs, exp(lo_l) on the outputs.
     hi_BGHCQ, lo_BGHCQ = compensated_cumsum(a_BGHCQ)
     lower = jnp.tril(jnp.ones((q, q), dtype=bool))
     decay_hi_BGHCLS = jnp.exp(jnp.where(lower, hi_BGHCQ[..., :, None] - hi_BGHCQ[..., None, :],
