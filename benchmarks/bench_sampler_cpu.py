@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sampler_cpu.py [--prompt 64] [--new 128] [--prompts 4] [--generations 4]
                                            [--rounds 5] [--decode-chunk 16]
+                                           [--decode-chunks-per-call 8]
                                            [--ssm-decode-update per_step|deferred|both]
                                            [--cpu-devices -1]
 
@@ -73,6 +74,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=5,
                         help="timed rounds; each calls every path once (transformers ~4 s a call)")
     parser.add_argument("--decode-chunk", type=int, default=SamplerConfig().decode_chunk)
+    parser.add_argument("--decode-chunks-per-call", type=int,
+                        default=SamplerConfig().decode_chunks_per_call,
+                        help="chunks one jitted decode call may run (1: a host round trip per chunk)")
     parser.add_argument("--ssm-decode-update", default=SamplerConfig().ssm_decode_update,
                         choices=["per_step", "deferred", "both"],
                         help="the sampler's Mamba state update; both: also time the other one")
@@ -90,7 +94,8 @@ def main():
           f"transformers {transformers.__version__}")
     print(f"config {BENCH_HF_CONFIG}")
     print(f"batch {args.prompts} prompts x {args.generations} = {batch} rows, prompt {args.prompt} "
-          f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk}, SSM decode update "
+          f"tokens, {args.new} new tokens, decode_chunk {args.decode_chunk} (up to "
+          f"{args.decode_chunks_per_call} per call), SSM decode update "
           f"{args.ssm_decode_update}, float32, our rows split over {devices} data-parallel "
           f"device(s), median of "
           f"{args.rounds} interleaved rounds after a warm-up call of each path\n")
@@ -102,7 +107,9 @@ def main():
         model = load_hf_model(path, mesh=mesh)
     graphdef, params = nnx.split(model)
     first_update = "per_step" if args.ssm_decode_update == "both" else args.ssm_decode_update
-    sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk, batch_multiple=devices,
+    chunking = dict(decode_chunk=args.decode_chunk,
+                    decode_chunks_per_call=args.decode_chunks_per_call)
+    sampler = Sampler(graphdef, SamplerConfig(**chunking, batch_multiple=devices,
                                               ssm_decode_update=first_update))
 
     rng = np.random.default_rng(0)
@@ -161,8 +168,7 @@ def main():
                  "rollout: prefill P, gather to PxG, T=1": ours_rollout,
                  "model steps only (scan of forwards, no sampling)": ours_model_steps}
     if args.ssm_decode_update == "both":
-        deferred_sampler = Sampler(graphdef, SamplerConfig(decode_chunk=args.decode_chunk,
-                                                           batch_multiple=devices,
+        deferred_sampler = Sampler(graphdef, SamplerConfig(**chunking, batch_multiple=devices,
                                                            ssm_decode_update="deferred"))
         our_paths.update({"greedy [deferred SSM writes]": ours(0.0, deferred_sampler),
                           "T=1 [deferred SSM writes]": ours(1.0, deferred_sampler)})

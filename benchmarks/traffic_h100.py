@@ -96,12 +96,13 @@ def compile_chunk(graphdef, params, mesh, batch: int, chunk: int, update: str, o
         controls = on(replicated, (rows(jnp.float32), rows(jnp.float32), rows(jnp.int32),
                                    jax.ShapeDtypeStruct((batch, STOP_COLUMNS), jnp.int32),
                                    rows(jnp.int32), flag, flag))
-        program = jax.jit(functools.partial(sampling._decode_program, chunk, update, graphdef),
+        program = jax.jit(functools.partial(sampling._decode_program, chunk, 1, update, graphdef),
                           static_argnums=(0,), donate_argnums=(2,), compiler_options=options)
         with layers.use_in_proj_formulation("split"):
             compiled = program.lower(ATTEND, params, state, controls,
                                      on(replicated, rows(jnp.bool_)),
-                                     on(replicated, rows(jnp.int32))).compile()
+                                     on(replicated, rows(jnp.int32)),
+                                     on(replicated, jax.ShapeDtypeStruct((), jnp.int32))).compile()
     return compiled.as_text(), state
 
 

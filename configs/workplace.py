@@ -117,7 +117,8 @@ def _base() -> ml_collections.ConfigDict:
     gen.top_k = 0
     gen.max_new_tokens_per_turn = 32768   # NeMo RL: bounded only by the total sequence length
     gen.enable_thinking = False           # NVIDIA's recipe trains with reasoning off
-    gen.decode_chunk = 32                 # decode steps per jitted call between stop checks
+    gen.decode_chunk = 32                 # decode steps between checks that every row finished
+    gen.decode_chunks_per_call = 8        # chunks one jitted decode call may run on the device
     gen.prefill_chunk = 4096
     gen.min_block_bucket = 16
     gen.cache_multiple = 512

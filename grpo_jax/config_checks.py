@@ -189,8 +189,8 @@ def validate_config(config, device_count: int | None = None) -> None:
     if not 0 < gen.top_p <= 1:
         _fail("generation.top_p", gen.top_p, "a value in (0, 1]")
     _non_negative(config, "generation.top_k")
-    for name in ("max_new_tokens_per_turn", "decode_chunk", "prefill_chunk", "min_block_bucket", "cache_multiple",
-                 "min_attend_bucket"):
+    for name in ("max_new_tokens_per_turn", "decode_chunk", "decode_chunks_per_call",
+                 "prefill_chunk", "min_block_bucket", "cache_multiple", "min_attend_bucket"):
         _positive_int(config, f"generation.{name}")
     _choice(config, "generation.ssm_decode_update", SSM_DECODE_UPDATES)
 

@@ -326,7 +326,8 @@ class ScriptedPolicy:
             tokens[row] = turn[:budget]
             logprobs[row] = [0.0] * len(tokens[row])
             finish[row] = FINISH_STOP if tokens[row] and tokens[row][-1] in self.stop_ids else "length"
-        return DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish)
+        return DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish,
+                            num_steps=max(map(len, tokens), default=0))
 
     def append(self, blocks):
         self.appended.append({row: list(block) for row, block in blocks.items()})

@@ -6,8 +6,10 @@ the work, each over a donated `SamplerState` that carries the model's hybrid cac
 
 * `extend` appends a ragged block of tokens per row (prefill is `extend` on an empty cache;
   a tool response plus chat glue is `extend` on a live cache, without recomputing the history);
-* `decode` runs `lax.scan` over `decode_chunk` steps; a Python loop calls chunks until every row
-  has stopped or spent its budget, so a batch exits early instead of running to the maximum;
+* `decode` runs `lax.scan` over `decode_chunk` steps, up to `decode_chunks_per_call` such chunks
+  in one call (a `lax.while_loop` that leaves after the chunk in which every row finished); a
+  Python loop calls it until every row has stopped or spent its budget, so a batch exits early
+  instead of running to the maximum;
 * `gather_rows` selects / repeats rows (one prefill per prompt, then G copies of its cache).
 
 Extend and decode attend only to a power-of-two bucket of the KV buffer that covers the longest
@@ -50,7 +52,12 @@ SSM_DECODE_UPDATES = ("per_step", "deferred")
 class SamplerConfig:
     """Static sampler settings: everything here is part of a compiled program's shape."""
 
-    decode_chunk: int = 16          # K decode steps per jitted call; rows are checked after each chunk
+    decode_chunk: int = 16          # K decode steps between checks that every row has finished
+    # Chunks one jitted decode call may run; it returns after the chunk in which every row
+    # finished, or after this many. Each return is a round trip through the host (outputs read,
+    # the next call dispatched) while the devices wait: on the 2-core CPU box, a chunk boundary
+    # through the host cost ~14 ms against ~3 ms per decode step (docs/performance.md).
+    decode_chunks_per_call: int = 8
     batch_multiple: int = 1         # batch buckets are multiples of this (the data-parallel size)
     min_block_bucket: int = 16      # smallest length bucket of an extend block
     prefill_chunk: int = 2048       # longer blocks are appended in pieces of this many tokens
@@ -71,8 +78,8 @@ class SamplerConfig:
     ssm_decode_update: str = "per_step"
 
     def __post_init__(self):
-        for name in ("decode_chunk", "batch_multiple", "min_block_bucket", "prefill_chunk",
-                     "cache_multiple", "max_stop_ids", "min_attend_bucket"):
+        for name in ("decode_chunk", "decode_chunks_per_call", "batch_multiple", "min_block_bucket",
+                     "prefill_chunk", "cache_multiple", "max_stop_ids", "min_attend_bucket"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"SamplerConfig.{name} must be a positive int, got {value!r}")
@@ -119,6 +126,9 @@ class DecodeResult:
     tokens: list[list[int]]
     logprobs: list[list[float]]
     finish_reasons: list[str | None]   # None for rows that were not decoding
+    # Decode steps the device ran for the batch (its rows step together): at least the longest
+    # row's new tokens, at most a chunk more per call.
+    num_steps: int = 0
 
     @property
     def lengths(self) -> list[int]:
@@ -270,16 +280,13 @@ def _extend_program(graphdef, attend_len, params, state: SamplerState, tokens_BT
     return _constrain_state(state.replace(cache=cache, next_logits_BV=next_logits_BV))
 
 
-def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: SamplerState,
-                    controls, done_B, num_new_B):
+def _decode_program(num_steps, num_chunks, ssm_update, graphdef, attend_len, params,
+                    state: SamplerState, controls, done_B, num_new_B, chunk_limit):
+    """Up to min(num_chunks, chunk_limit) chunks of `num_steps` steps; returns after the chunk in
+    which every row finished, with the number of chunks run. Outputs are (num_chunks * num_steps,
+    B); rows are inactive in the steps that did not run."""
     model = nnx.merge(graphdef, params)
     temperature_B, top_p_B, top_k_B, stop_ids_BS, budget_B, all_greedy, needs_filter = controls
-    if ssm_update == "deferred":
-        state = state.replace(cache=defer_ssm_updates(state.cache, num_steps))
-
-    # A row that is still active at step k has sampled num_sampled_B + k tokens (it sampled at
-    # every earlier step of the chunk); rows that are done discard their draws.
-    uniform_KB = draw_uniforms(state.row_keys_B, state.num_sampled_B, num_steps)
 
     def step(carry, uniform_B):
         state, done_B, num_new_B = carry
@@ -302,11 +309,39 @@ def _decode_program(num_steps, ssm_update, graphdef, attend_len, params, state: 
             num_sampled_B=state.num_sampled_B + active_B.astype(jnp.int32))
         return (state, done_B | finished_B, num_new_B), (token_B, logprob_B, active_B, stopped_B)
 
-    (state, done_B, num_new_B), outputs = jax.lax.scan(
-        step, (state, done_B, num_new_B), uniform_KB)
-    if ssm_update == "deferred":
-        state = state.replace(cache=fold_ssm_updates(state.cache))
-    return _constrain_state(state), done_B, num_new_B, outputs
+    def chunk(state, done_B, num_new_B):
+        if ssm_update == "deferred":
+            state = state.replace(cache=defer_ssm_updates(state.cache, num_steps))
+        # A row that is still active at step k has sampled num_sampled_B + k tokens (it sampled at
+        # every earlier step of the chunk); rows that are done discard their draws.
+        uniform_KB = draw_uniforms(state.row_keys_B, state.num_sampled_B, num_steps)
+        (state, done_B, num_new_B), outputs = jax.lax.scan(
+            step, (state, done_B, num_new_B), uniform_KB)
+        if ssm_update == "deferred":
+            state = state.replace(cache=fold_ssm_updates(state.cache))
+        return _constrain_state(state), done_B, num_new_B, outputs
+
+    if num_chunks == 1:
+        return chunk(state, done_B, num_new_B) + (jnp.int32(1),)
+
+    batch = done_B.shape[0]
+    outputs = tuple(constrain(jnp.zeros((num_chunks * num_steps, batch), dtype), (None, "batch"))
+                    for dtype in (jnp.int32, jnp.float32, jnp.bool_, jnp.bool_))
+
+    def more(carry):
+        index, _, done_B, _, _ = carry
+        return (index < jnp.minimum(num_chunks, chunk_limit)) & ~jnp.all(done_B)
+
+    def next_chunk(carry):
+        index, state, done_B, num_new_B, outputs = carry
+        state, done_B, num_new_B, chunk_outputs = chunk(state, done_B, num_new_B)
+        outputs = tuple(jax.lax.dynamic_update_slice_in_dim(whole, part, index * num_steps, axis=0)
+                        for whole, part in zip(outputs, chunk_outputs))
+        return index + 1, state, done_B, num_new_B, outputs
+
+    chunks_run, state, done_B, num_new_B, outputs = jax.lax.while_loop(
+        more, next_chunk, (jnp.int32(0), state, done_B, num_new_B, outputs))
+    return state, done_B, num_new_B, outputs, chunks_run
 
 
 def _gather_program(state: SamplerState, index_B, row_ids_B, seed):
@@ -396,6 +431,7 @@ class Sampler:
         self._extend = jax.jit(functools.partial(_extend_program, graphdef), static_argnums=(0,),
                                donate_argnums=(2,), compiler_options=options)
         self._decode = jax.jit(functools.partial(_decode_program, config.decode_chunk,
+                                                 config.decode_chunks_per_call,
                                                  config.ssm_decode_update, graphdef),
                                static_argnums=(0,), donate_argnums=(2,), compiler_options=options)
         # Gathering into the same batch size reuses the old buffers; a different size cannot (and
@@ -538,20 +574,28 @@ class Sampler:
         tokens = [[] for _ in range(batch)]
         logprobs = [[] for _ in range(batch)]
         finish: list[str | None] = [None] * batch
+        num_steps = 0
         for row in np.flatnonzero(active & done_B):
             finish[row] = FINISH_LENGTH
         while not np.all(done_B):
-            # Rows still decoding hold at most this many tokens at the end of the chunk; rows that
-            # are done write nothing, and their (discarded) outputs may ignore later positions.
+            # Rows still decoding hold at most `longest` tokens now; rows that are done write
+            # nothing, and their (discarded) outputs may ignore later positions.
             longest = int(np.max(np.where(done_B, 0, start_lengths_B + num_new_B)))
-            attend = self.attend_bucket(longest + self.config.decode_chunk, capacity)
+            chunk = self.config.decode_chunk
+            attend = self.attend_bucket(longest + chunk, capacity)
+            # The call runs only as many chunks as keep its rows inside that bucket (a row writes
+            # at most one token per step; none past the cache, which caps the budgets): a longer
+            # call would need a larger bucket, and so more attention work, for all its steps.
+            chunk_limit = (self.config.decode_chunks_per_call if attend >= capacity else
+                           min(self.config.decode_chunks_per_call, (attend - longest) // chunk))
             with compile_log.CompileWatch(
                     f"sampler.decode[B={batch},S={capacity},attend={attend}]"):
-                state, done_dev, num_new_dev, outputs = self._decode(
-                    attend, params, state, controls, done_B, num_new_B)
+                state, done_dev, num_new_dev, outputs, chunks_run = self._decode(
+                    attend, params, state, controls, done_B, num_new_B, np.int32(chunk_limit))
             # host_array: with several processes the rows live on different hosts.
-            token_KB, logprob_KB, active_KB, stopped_KB = host_array(outputs)
-            done_B, num_new_B = host_array((done_dev, num_new_dev))
+            (token_KB, logprob_KB, active_KB, stopped_KB), done_B, num_new_B, chunks_run = (
+                host_array((outputs, done_dev, num_new_dev, chunks_run)))
+            num_steps += int(chunks_run) * chunk
             # A row is active for a run of steps that ends at its stop token, if it met one.
             for row in np.flatnonzero(active_KB.any(axis=0)):
                 steps_K = active_KB[:, row]
@@ -561,7 +605,8 @@ class Sampler:
                     finish[row] = FINISH_STOP
                 elif len(tokens[row]) >= budget_B[row]:
                     finish[row] = FINISH_LENGTH
-        return state, DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish)
+        return state, DecodeResult(tokens=tokens, logprobs=logprobs, finish_reasons=finish,
+                                   num_steps=num_steps)
 
     def _stop_table(self, stop_ids, batch: int) -> np.ndarray:
         """stop_ids: an int, one sequence for every row, or one sequence (or int) per row."""

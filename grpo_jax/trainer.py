@@ -157,7 +157,9 @@ class Trainer:
         if config.loss.reference_policy_kl_penalty > 0:
             self.reference_params = jax.tree.map(jnp.copy, params)
         self.sampler = Sampler(self.graphdef, SamplerConfig(
-            decode_chunk=config.generation.decode_chunk, batch_multiple=sharding.batch_shards(self.mesh),
+            decode_chunk=config.generation.decode_chunk,
+            decode_chunks_per_call=config.generation.decode_chunks_per_call,
+            batch_multiple=sharding.batch_shards(self.mesh),
             min_block_bucket=config.generation.min_block_bucket, prefill_chunk=config.generation.prefill_chunk,
             cache_multiple=config.generation.cache_multiple,
             min_attend_bucket=config.generation.min_attend_bucket,

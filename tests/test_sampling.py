@@ -244,7 +244,8 @@ def test_rows_stop_independently_and_budgets_hold(exact_model, sampler):
 
 def test_attend_buckets_smaller_than_the_cache_change_nothing(exact_model, sampler):
     """Decode chunks that attend to a power-of-two prefix of the KV buffer (16, 32, 64 positions
-    of 128) give the tokens and log-probs of attending to the whole buffer."""
+    of 128) give the tokens and log-probs of attending to the whole buffer: a call of several
+    chunks stops before its rows outgrow its bucket."""
     params = nnx.split(exact_model)[1]
     bucketed = Sampler(sampler.graphdef, dataclasses.replace(sampler.config, min_attend_bucket=16))
     runs = []
@@ -287,15 +288,43 @@ def test_draws_follow_the_row_and_draw_number_not_the_decode_chunking(exact_mode
             expected = jax.random.uniform(jax.random.fold_in(keys[row], first + k), ())
             assert uniform_KB[k, row] == expected
     params = nnx.split(exact_model)[1]
-    wide = Sampler(sampler.graphdef, dataclasses.replace(sampler.config, decode_chunk=7))
+    others = [dataclasses.replace(sampler.config, decode_chunk=7),
+              dataclasses.replace(sampler.config, decode_chunk=3, decode_chunks_per_call=2),
+              dataclasses.replace(sampler.config, decode_chunks_per_call=1)]
     results = []
-    for chunked in (sampler, wide):
+    for chunked in [sampler] + [Sampler(sampler.graphdef, config) for config in others]:
         state = chunked.prefill(params, PROMPTS, max_len=64, seed=2)
         state, first = chunked.decode(params, state, [5, 9, 3], rows=range(3), temperature=1.0)
-        _, second = chunked.decode(params, state, 10, rows=range(3), temperature=0.8,
-                                   stop_ids=[3, 9])
-        results.append((first.tokens, second.tokens, second.finish_reasons))
-    assert results[0] == results[1]
+        state, second = chunked.decode(params, state, 10, rows=range(3), temperature=0.8,
+                                       stop_ids=[3, 9])
+        results.append((first.tokens, second.tokens, second.finish_reasons,
+                        np.asarray(state.lengths_B).tolist(),
+                        np.asarray(state.num_sampled_B).tolist()))
+    assert all(result == results[0] for result in results[1:])
+
+
+def test_a_decode_call_returns_after_the_chunk_in_which_every_row_finished(exact_model, sampler):
+    """Up to decode_chunks_per_call chunks run on the device in one call, which leaves after the
+    chunk in which the last row stopped or spent its budget (and the host calls again only for
+    budgets beyond a call)."""
+    params = nnx.split(exact_model)[1]
+    chunk, per_call = sampler.config.decode_chunk, sampler.config.decode_chunks_per_call
+    assert (chunk, per_call) == (4, 8)
+    probe_state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+    _, probe = sampler.decode(params, probe_state, 6, rows=[0, 1, 2], temperature=0.0)
+    assert probe.num_steps == 8
+    # Every row stops by its second token: one chunk runs, not eight.
+    state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+    _, out = sampler.decode(params, state, 30, rows=[0, 1, 2], temperature=0.0,
+                            stop_ids=[[tokens[1]] for tokens in probe.tokens[:3]])
+    assert out.finish_reasons[:3] == [FINISH_STOP] * 3 and max(out.lengths) <= 2
+    assert out.num_steps == chunk
+    # No stops: 30 new tokens finish in the call's eighth chunk; 40 take a second call of two.
+    for budget, steps in ((30, 32), (40, 40)):
+        state = sampler.prefill(params, PROMPTS, max_len=128, seed=0)
+        _, out = sampler.decode(params, state, budget, rows=[0, 1, 2], temperature=0.0)
+        assert out.lengths[:3] == [budget] * 3 and out.num_steps == steps
+        assert out.tokens[0][:6] == probe.tokens[0]
 
 
 def test_deferred_ssm_updates_sample_as_per_step_updates(exact_model, sampler):
@@ -447,7 +476,9 @@ def test_data_parallel_decode_and_extend_need_no_collectives_and_generate_finds_
     """One data shard per device (the CPU host's cores, `model.cpu_devices`): every row's
     prefill, continuation and decoding stay on its device. Before, the KV-cache write all-gathered
     every attention layer's keys, values and positions at every step, and the all-greedy /
-    needs-filter flags of the sampling were all-reduced per decode chunk."""
+    needs-filter flags of the sampling were all-reduced per decode chunk. The one collective
+    left is decode's check, once per chunk, that every row has finished: a scalar all-reduce in
+    the condition of its loop over chunks."""
     from grpo_jax import sharding
 
     config = dataclasses.replace(NemotronHConfig.preset("tiny-test"), time_step_clamp="always")
@@ -468,8 +499,14 @@ def test_data_parallel_decode_and_extend_need_no_collectives_and_generate_finds_
     assert set(compiled) == {"_extend", "_decode"}
     for name, text in compiled.items():
         assert "devices=[8" in text, f"{name} did not run on the mesh"
-        collectives = re.findall(r"\b(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)", text)
-        assert not collectives, f"{name} holds collectives {sorted(set(collectives))}"
+        collectives = [line.strip() for line in text.splitlines() if re.search(
+            r"\b(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)\(", line)]
+        if name == "_decode":
+            assert len(collectives) == 1 and re.search(
+                r"= pred\[\] all-reduce\(.*op_name=\"[^\"]*/while/cond/reduce_and\"",
+                collectives[0]), f"decode holds collectives besides its chunk check: {collectives}"
+        else:
+            assert not collectives, f"{name} holds collectives {collectives}"
     # The default sampler of a model on a mesh splits its batch over the mesh's data shards.
     assert generate(model, prompts[:3], 4, temperature=0.0).tokens == [t[:4] for t in single.tokens[:3]]
 

@@ -86,6 +86,7 @@ INVALID = [
     ({"generation.top_k": -1}, "config.generation.top_k=-1"),
     ({"generation.max_new_tokens_per_turn": 0}, "config.generation.max_new_tokens_per_turn=0"),
     ({"generation.decode_chunk": 0}, "config.generation.decode_chunk=0"),
+    ({"generation.decode_chunks_per_call": 0}, "config.generation.decode_chunks_per_call=0"),
     ({"generation.prefill_chunk": 0}, "config.generation.prefill_chunk=0"),
     ({"generation.min_block_bucket": 0}, "config.generation.min_block_bucket=0"),
     ({"generation.cache_multiple": 0}, "config.generation.cache_multiple=0"),
