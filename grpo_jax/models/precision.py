@@ -46,8 +46,8 @@ def _backward(subscripts, residuals, cotangent):
         _, transpose = jax.vjp(lambda a, b: jnp.einsum(subscripts, a, b), a, b)
         return transpose(cotangent)
     in_a, in_b, out = indices
-    return (_gradient(cotangent, out, b, in_b, in_a).astype(a.dtype),
-            _gradient(a, in_a, cotangent, out, in_b).astype(b.dtype))
+    return (einsum_in_matmul_order(cotangent, out, b, in_b, in_a).astype(a.dtype),
+            einsum_in_matmul_order(a, in_a, cotangent, out, in_b).astype(b.dtype))
 
 
 def _explicit_indices(subscripts: str, ndim_a: int, ndim_b: int) -> tuple[str, str, str] | None:
@@ -80,12 +80,14 @@ def _plain_contraction(in_a: str, in_b: str, out: str, shape_a, shape_b) -> bool
             and set(in_a) <= set(in_b) | set(out) and set(in_b) <= set(in_a) | set(out))
 
 
-def _gradient(x, in_x: str, y, in_y: str, target: str):
-    """einsum(x, y) -> target, made in matmul order (see the module docstring), then transposed."""
+def einsum_in_matmul_order(x, in_x: str, y, in_y: str, target: str, **einsum_kwargs):
+    """einsum(x, y) -> target, made in matmul order (batch dims, then x's free dims, then y's),
+    held by an optimization barrier, then transposed (see the module docstring)."""
     batch = [i for i in target if i in in_x and i in in_y]
     matmul_order = "".join(batch + [i for i in in_x if i in target and i not in batch]
                            + [i for i in in_y if i in target and i not in batch])
-    product = jax.lax.optimization_barrier(jnp.einsum(f"{in_x},{in_y}->{matmul_order}", x, y))
+    product = jax.lax.optimization_barrier(
+        jnp.einsum(f"{in_x},{in_y}->{matmul_order}", x, y, **einsum_kwargs))
     return jnp.einsum(f"{matmul_order}->{target}", product)
 
 

@@ -1,4 +1,8 @@
-"""Causal GQA: the dense path against numpy, and the query-chunked path against the dense one."""
+"""Causal GQA: the dense path against numpy, the query-chunked path against the dense one, and the
+backward against autodiff of a plain softmax attention."""
+import collections
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +102,84 @@ def _matmul_flops(jaxpr) -> int:
             if isinstance(inner, jax.extend.core.Jaxpr):
                 total += eqn.params.get("length", 1) * _matmul_flops(inner)
     return total
+
+
+def _plain_attention(q, k, v, query_pos):
+    """Float32 softmax attention with jax.nn.softmax and no chunks: what autodiff differentiates."""
+    b, t, h, d = q.shape
+    kv_heads = k.shape[2]
+    q = q.astype(jnp.float32).reshape(b, t, kv_heads, h // kv_heads, d)
+    scores = jnp.einsum("btkgd,bskd->btkgs", q, k.astype(jnp.float32)) / np.sqrt(d)
+    visible = jnp.arange(k.shape[1])[None, None, :] <= query_pos[:, :, None]
+    scores = jnp.where(visible[:, :, None, None], scores, jnp.finfo(jnp.float32).min)
+    out = jnp.einsum("btkgs,bskd->btkgd", jax.nn.softmax(scores, axis=-1), v.astype(jnp.float32))
+    return out.reshape(b, t, h, d)
+
+
+@pytest.mark.parametrize("t,query_chunk,self_attention", [(13, 64, False), (13, 4, False),
+                                                          (40, 4, True)],
+                         ids=["one_chunk", "ragged_chunks", "key_prefix_groups"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gradients_equal_autodiff_of_plain_softmax_attention(t, query_chunk, self_attention,
+                                                             dtype):
+    """The flash-style backward (softmax statistics kept, probabilities rebuilt, the row term from
+    the output) against autodiff of the plain float32 attention. Without self-attention, row 0's
+    first queries see no key at all (position -1): their uniform probabilities get no gradient
+    through the mask."""
+    rng = np.random.default_rng(t + query_chunk)
+    q = rng.standard_normal((BATCH, t, HEADS, HEAD_DIM))
+    k = 2 * rng.standard_normal((BATCH, t, KV_HEADS, HEAD_DIM))
+    v = rng.standard_normal((BATCH, t, KV_HEADS, HEAD_DIM))
+    query_pos = np.broadcast_to(np.arange(t, dtype=np.int32), (BATCH, t)).copy()
+    if not self_attention:
+        query_pos[0, :3] = -1
+    weights = rng.standard_normal((BATCH, t, HEADS, HEAD_DIM)).astype(np.float32)
+
+    def loss(attention, q, k, v):
+        return jnp.sum(weights * attention(q, k, v, query_pos).astype(jnp.float32))
+
+    ours = jax.jit(jax.grad(functools.partial(loss, functools.partial(
+        causal_attention, query_chunk=query_chunk, self_attention=self_attention)),
+        argnums=(0, 1, 2)))(*(jnp.asarray(x, dtype) for x in (q, k, v)))
+    reference = jax.grad(functools.partial(loss, _plain_attention), argnums=(0, 1, 2))(
+        *(jnp.asarray(x, jnp.float32) for x in (q, k, v)))
+    tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+    for got, want in zip(ours, reference):
+        assert got.dtype == dtype
+        scale = float(jnp.max(jnp.abs(want)))
+        np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=tolerance,
+                                   atol=tolerance * scale)
+    if not self_attention:
+        np.testing.assert_array_equal(ours[0][0, :3], 0.0)
+
+
+def test_backward_reduces_no_score_sized_tensor():
+    """The forward reduces each chunk's scores twice (maximum, sum); the backward not at all:
+    autodiff of the rematerialised chunk would redo both and add the softmax's row term."""
+    b, t, h, kv_heads, d, chunk = 1, 32, 4, 2, 4, 8
+    q = jnp.ones((b, t, h, d))
+    k = v = jnp.ones((b, t, kv_heads, d))
+    query_pos = jnp.broadcast_to(jnp.arange(t), (b, t))
+    loss = lambda q, k, v: causal_attention(q, k, v, query_pos, query_chunk=chunk).sum()
+    jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v).jaxpr
+    chunk_scores = b * h * chunk * t
+    assert _count_reductions(jaxpr, chunk_scores) == {"reduce_max": t // chunk,
+                                                     "reduce_sum": t // chunk}
+
+
+def _count_reductions(jaxpr, min_size: int) -> dict[str, int]:
+    """Max and sum reductions of at least min_size elements, loop bodies times their trip count."""
+    counts = collections.Counter()
+    for eqn in jaxpr.eqns:
+        if (eqn.primitive.name in ("reduce_max", "reduce_sum")
+                and np.prod(eqn.invars[0].aval.shape) >= min_size):
+            counts[eqn.primitive.name] += 1
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if isinstance(inner, jax.extend.core.Jaxpr):
+                for name, count in _count_reductions(inner, min_size).items():
+                    counts[name] += eqn.params.get("length", 1) * count
+    return dict(counts)
 
 
 def test_query_chunked_path_never_holds_all_scores():
