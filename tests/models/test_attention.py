@@ -91,17 +91,24 @@ def test_self_attention_skips_keys_no_query_of_a_chunk_sees(t, query_chunk):
 def _matmul_flops(jaxpr) -> int:
     """2 x the multiply-adds of every dot_general, loop bodies times their trip count."""
     total = 0
-    for eqn in jaxpr.eqns:
+    for eqn, trips in _equations(jaxpr):
         if eqn.primitive.name == "dot_general":
             (contract, _), _ = eqn.params["dimension_numbers"]
             lhs_shape = eqn.invars[0].aval.shape
-            total += 2 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
+            total += trips * 2 * np.prod(eqn.outvars[0].aval.shape) * np.prod(
                 [lhs_shape[i] for i in contract])
+    return total
+
+
+def _equations(jaxpr, trips: int = 1):
+    """Every equation of a jaxpr and of the jaxprs inside it, with how often it runs (a loop
+    body's equations times the loop's trip count)."""
+    for eqn in jaxpr.eqns:
+        yield eqn, trips
         for param in eqn.params.values():
             inner = getattr(param, "jaxpr", param)
             if isinstance(inner, jax.extend.core.Jaxpr):
-                total += eqn.params.get("length", 1) * _matmul_flops(inner)
-    return total
+                yield from _equations(inner, trips * eqn.params.get("length", 1))
 
 
 def _plain_attention(q, k, v, query_pos):
@@ -170,15 +177,10 @@ def test_backward_reduces_no_score_sized_tensor():
 def _count_reductions(jaxpr, min_size: int) -> dict[str, int]:
     """Max and sum reductions of at least min_size elements, loop bodies times their trip count."""
     counts = collections.Counter()
-    for eqn in jaxpr.eqns:
+    for eqn, trips in _equations(jaxpr):
         if (eqn.primitive.name in ("reduce_max", "reduce_sum")
                 and np.prod(eqn.invars[0].aval.shape) >= min_size):
-            counts[eqn.primitive.name] += 1
-        for param in eqn.params.values():
-            inner = getattr(param, "jaxpr", param)
-            if isinstance(inner, jax.extend.core.Jaxpr):
-                for name, count in _count_reductions(inner, min_size).items():
-                    counts[name] += eqn.params.get("length", 1) * count
+            counts[eqn.primitive.name] += trips
     return dict(counts)
 
 
