@@ -201,7 +201,7 @@ def causal_attention(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, *, query_chunk: int,
         return _attend_one_query(q_BTHD, k_BSKD, v_BSKD, query_pos_BT)
     if not self_attention or t <= query_chunk:
         return _attend_chunked(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, query_chunk)
-    num_chunks = -(-t // query_chunk)
+    num_chunks, _ = _chunking(t, query_chunk)
     groups = min(num_chunks, KEY_PREFIX_GROUPS)
     outs = []
     for group in range(groups):
@@ -239,7 +239,10 @@ def _unchunk(x_CBQ_, t: int):
 def _attend_chunked(q_BTHD, k_BSKD, v_BSKD, query_pos_BT, query_chunk: int):
     """The dense path query chunk by query chunk (`lax.map`), so the largest live tensor is one
     chunk's scores, with a backward that rebuilds each chunk's probabilities from its softmax
-    statistics instead of differentiating the softmax (see `_attend_chunked_backward`)."""
+    statistics instead of differentiating the softmax (see `_attend_chunked_backward`). This
+    primal runs where nothing is differentiated (prefill, extend, log-probs): it keeps no
+    statistics and casts each chunk's output inside the loop; `_attend_chunked_forward` is the
+    same loop with the residuals."""
     t = q_BTHD.shape[1]
     num_chunks, query_chunk = _chunking(t, query_chunk)
     if num_chunks == 1:
